@@ -1,0 +1,92 @@
+"""A cell: one point of an experiment grid, and the identity of its runs.
+
+A *run* is identified by ``(experiment seed, cell, run index)``.  Its random keys are
+folded from these three numbers alone, so a run's result does not depend on the chunk
+it was computed in, on the backend, or on resuming.  The cell's number is a hash of
+its content, so adding cells to a grid or reordering them changes no run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+import jax
+
+from relutrap.init import Initialization
+from relutrap.networks import Architecture, architecture
+from relutrap.problems import Problem
+
+
+_NOT_IN_IDENTITY = ("part", "steps", "tolerance", "checkpoints")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Everything that defines the runs of one grid point.
+
+    Attributes:
+        part: the name of the part of the experiment the cell belongs to.
+        problem: input law, domain and target.
+        hidden: the hidden widths ``(l1, ..., lL)``.
+        init: the initialization scheme.
+        optimizer: the method's name (see :mod:`relutrap.optimizers`).
+        learning_rate: the constant learning rate gamma.
+        settings: the method's other hyperparameters, as sorted ``(name, value)``.
+        steps: the number of training steps.
+        batch_size: inputs drawn per step.
+        tolerance: a run converged when ``(risk - optimal risk) / Var f(X)`` is at
+            most this.
+        dtype: ``float32`` or ``float64``.
+        checkpoints: how many log-spaced steps record the risk.
+    """
+
+    part: str
+    problem: Problem
+    hidden: tuple[int, ...]
+    init: Initialization
+    optimizer: str
+    learning_rate: float
+    settings: tuple[tuple[str, float], ...] = ()
+    steps: int = 1000
+    batch_size: int = 64
+    tolerance: float = 1e-4
+    dtype: str = "float32"
+    checkpoints: int = 12
+
+    @property
+    def architecture(self) -> Architecture:
+        return architecture(self.problem.dimension, self.hidden)
+
+    def as_record(self) -> dict:
+        """The cell as plain JSON-ready data."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @property
+    def identity(self) -> str:
+        """A stable hexadecimal name of what determines the cell's runs.
+
+        The part's name, the step count, the tolerance and the number of checkpoints
+        are left out: they change what is recorded or judged, not the trajectory, so a
+        run trained for more steps continues the same trajectory.
+        """
+        record = self.as_record()
+        for field in _NOT_IN_IDENTITY:
+            record.pop(field)
+        text = json.dumps(record, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        """A short human-readable name."""
+        widths = "-".join(str(width) for width in self.architecture)
+        return f"{self.part}: {widths} {self.optimizer} lr={self.learning_rate:g}"
+
+
+def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:
+    """The key of one run: ``fold_in(fold_in(key(seed), cell), run_index)``."""
+    cell_number = int(cell.identity[:8], 16) & 0x7FFFFFFF
+    return jax.random.fold_in(
+        jax.random.fold_in(jax.random.key(seed), cell_number), run_index
+    )
