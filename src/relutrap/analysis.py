@@ -1,0 +1,139 @@
+"""Per-cell estimates from stored runs, next to what the theory predicts.
+
+For every cell: the fraction of runs with at least one certified inactive first-layer
+neuron at initialization beside its exact probability ``1 - (1 - p)^l1``; the
+fractions of certified and observed non-convergent runs and of collapsed runs, each
+with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
+the theorem's optimizer class); the median final risk; and how many of the runs
+without any certified inactive neuron converged, which separates the mechanism of
+the theorem from other ways of failing.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from scipy.stats import binomtest
+
+from relutrap.cells import Cell
+from relutrap.experiment import parse_spec
+from relutrap.experiment import cells as expand_cells
+from relutrap.store import Store
+from relutrap.theory import first_layer_inactivity, some_first_layer_inactivity
+
+CONFIDENCE = 0.95
+
+
+def proportion(successes: int, trials: int) -> dict:
+    """A fraction with its exact Clopper-Pearson interval."""
+    if trials == 0:
+        return {"count": 0, "runs": 0, "fraction": None, "low": None, "high": None}
+    interval = binomtest(successes, trials).proportion_ci(CONFIDENCE, method="exact")
+    return {
+        "count": int(successes),
+        "runs": int(trials),
+        "fraction": successes / trials,
+        "low": float(interval.low),
+        "high": float(interval.high),
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    finite = [value for value in values if value is not None]
+    return float(np.median(finite)) if finite else None
+
+
+def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
+    """The summary record of one cell from its stored row and its runs."""
+    arch = cell.architecture
+    p = first_layer_inactivity(cell.init, arch, cell.problem.low, cell.problem.high)
+    some = some_first_layer_inactivity(p, arch[1])
+    n = len(runs)
+    healthy = [run["certified_any"] == 0 for run in runs]
+    observed_known = stored["optimal_risk"] is not None
+    converged_healthy = sum(
+        1
+        for run, is_healthy in zip(runs, healthy)
+        if is_healthy and observed_known and run["observed_nonconvergent"] == 0
+    )
+    variance = stored["target_variance"]
+    final_risks = [run["final_risk"] for run in runs]
+    median_risk = _median(final_risks)
+    return {
+        "part": cell.part,
+        "cell": cell.identity,
+        "architecture": list(arch),
+        "width": arch[1],
+        "depth": len(arch) - 2,
+        "optimizer": cell.optimizer,
+        "learning_rate": cell.learning_rate,
+        "steps": cell.steps,
+        "batch_size": cell.batch_size,
+        "init": cell.init.scheme,
+        "target": cell.problem.target.kind,
+        "runs": n,
+        "tolerance": cell.tolerance,
+        "optimal_risk": stored["optimal_risk"],
+        "target_variance": variance,
+        "risk_method": cell.problem.risk_method(),
+        "p_first_layer_neuron": p.value,
+        "p_method": p.method,
+        "p_standard_error": p.standard_error,
+        "theory_some_first_layer_inactive": some.value,
+        "some_first_layer_inactive": proportion(
+            sum(run["certified_first_layer"] > 0 for run in runs), n
+        ),
+        "certified_nonconvergent": proportion(
+            sum(run["certified_nonconvergent"] for run in runs), n
+        ),
+        "observed_nonconvergent": (
+            proportion(sum(run["observed_nonconvergent"] for run in runs), n)
+            if observed_known
+            else None
+        ),
+        "collapsed": proportion(sum(run["collapsed"] for run in runs), n),
+        "revived": int(sum(run["revived"] for run in runs)),
+        "diverged": int(sum(run["diverged_step"] >= 0 for run in runs)),
+        "certified_within_tolerance": int(
+            sum(
+                run["certified_nonconvergent"] == 1 and run["observed_nonconvergent"] == 0
+                for run in runs
+            )
+        ),
+        "without_certified_inactive": int(sum(healthy)),
+        "converged_without_certified_inactive": (
+            converged_healthy if observed_known else None
+        ),
+        "median_final_risk": median_risk,
+        "median_relative_risk": (
+            median_risk / variance if median_risk is not None and variance > 0 else None
+        ),
+    }
+
+
+def summarize(store: Store) -> list[dict]:
+    """One summary record per cell of the stored experiment, in grid order."""
+    spec = parse_spec(store.spec(), "stored spec")
+    by_identity = {cell.identity: cell for cell, _ in expand_cells(spec)}
+    records = []
+    for stored in store.cells():
+        cell = by_identity[stored["cell"]]
+        runs = store.runs(stored["cell"])
+        if runs:
+            records.append(summarize_cell(cell, stored, runs))
+    return records
+
+
+def flatten(record: dict) -> dict:
+    """A summary record with nested proportions spread into flat columns."""
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for inner, item in value.items():
+                flat[f"{key}.{inner}"] = item
+        elif isinstance(value, list):
+            flat[key] = json.dumps(value)
+        else:
+            flat[key] = value
+    return flat

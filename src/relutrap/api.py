@@ -1,0 +1,64 @@
+"""The Python entry point: run a study and get its per-cell summary."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from relutrap.analysis import flatten, summarize
+from relutrap.backends import run_experiment
+from relutrap.experiment import ExperimentSpec, load_spec, parse_spec, with_runs
+from relutrap.store import open_for_reading
+
+
+def study(
+    spec: ExperimentSpec | dict | str | Path | None = None,
+    out: str | Path | None = None,
+    runs: int | None = None,
+    as_frame: bool = False,
+):
+    """Run a study (resuming what ``out`` already holds) and summarize it per cell.
+
+    Args:
+        spec: an :class:`~relutrap.experiment.ExperimentSpec`, spec data as a dict, a
+            path to a TOML spec, or ``None`` for the built-in default study.
+        out: the output directory; a temporary one when ``None``.
+        runs: if given, the number of runs of every cell.
+        as_frame: return a :class:`pandas.DataFrame` with flat columns instead of a
+            list of records.
+
+    Returns:
+        one summary record per cell (see :func:`relutrap.analysis.summarize_cell`).
+
+    Raises:
+        relutrap.experiment.SpecError: the spec is invalid; nothing was written.
+    """
+    if isinstance(spec, ExperimentSpec):
+        parsed = spec
+    elif isinstance(spec, dict):
+        parsed = parse_spec(spec)
+    else:
+        parsed = load_spec(spec)
+    if runs is not None:
+        parsed = with_runs(parsed, runs)
+
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="relutrap-") as directory:
+            return _run_and_summarize(parsed, directory, as_frame)
+    return _run_and_summarize(parsed, out, as_frame)
+
+
+def _run_and_summarize(spec: ExperimentSpec, directory, as_frame: bool):
+    run_experiment(spec, directory)
+    return summary(directory, as_frame)
+
+
+def summary(directory: str | Path, as_frame: bool = False):
+    """The per-cell summary of a stored study."""
+    with open_for_reading(directory) as store:
+        records = summarize(store)
+    if as_frame:
+        import pandas as pd
+
+        return pd.DataFrame([flatten(record) for record in records])
+    return records

@@ -1,0 +1,62 @@
+"""Executing an experiment: cells, chunks of runs, the store.
+
+The local backend trains the chunks one after the other in this process.  Every chunk
+is stored in one transaction; on a second call with the same spec and output, chunks
+already stored are skipped and a chunk that was in flight when a process died is
+computed again, so no run is lost or stored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from relutrap import engine
+from relutrap.experiment import ExperimentSpec, cells, chunks
+from relutrap.problems import optimal_risk
+from relutrap.store import open_for_writing
+
+
+def total_runs(spec: ExperimentSpec) -> int:
+    """The number of runs the experiment asks for."""
+    return sum(runs for _, runs in cells(spec))
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    directory: str | Path,
+    on_progress: Callable[[int, str], None] | None = None,
+) -> None:
+    """Train every run of ``spec`` not yet in the store at ``directory``.
+
+    Args:
+        on_progress: called with the number of runs just finished (or found already
+            stored) and the label of their cell.
+    """
+    planned = cells(spec)
+    report = on_progress or (lambda count, label: None)
+    with open_for_writing(directory) as store:
+        store.begin(spec.model_dump(mode="json"))
+        for position, (cell, runs) in enumerate(planned):
+            store.add_cell(
+                cell,
+                position,
+                runs,
+                engine.checkpoint_steps(cell.steps, cell.checkpoints),
+                optimal_risk(cell.problem, cell.architecture),
+                engine.target_variance(cell),
+            )
+        for cell, runs in planned:
+            variance = engine.target_variance(cell)
+            stored = store.stored_runs(cell)
+            for chunk in chunks(runs, spec.chunk_size):
+                missing = [index for index in chunk if index not in stored]
+                if missing:
+                    outcomes = engine.train_runs(cell, spec.seed, missing)
+                    store.add_runs(
+                        cell,
+                        outcomes,
+                        engine.certified_nonconvergent(cell, outcomes),
+                        engine.observed_nonconvergent(cell, outcomes, variance),
+                    )
+                report(len(chunk), cell.label())

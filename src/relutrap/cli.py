@@ -1,0 +1,192 @@
+"""The ``relutrap`` command line: run studies and summarize them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure how often SGD-type optimizers fail to train ReLU networks, and why.",
+)
+console = Console(stderr=True)
+
+SPEC_ERROR = 2
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = SPEC_ERROR):
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _use_compilation_cache() -> None:
+    """Keep compiled training loops on disk so repeated studies start at once."""
+    import jax
+
+    root = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(Path(root) / "relutrap" / "jax"))
+    except Exception:  # an older JAX without a persistent cache: compile every time
+        pass
+
+
+@app.command()
+def run(
+    spec: Annotated[
+        Path | None,
+        typer.Argument(help="TOML spec; without it, the built-in default study."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/default"),
+    runs: Annotated[
+        int | None, typer.Option(help="Runs per cell, overriding the spec.")
+    ] = None,
+):
+    """Run a study; running it again on the same output resumes it."""
+    from relutrap.backends import run_experiment, total_runs
+    from relutrap.experiment import SpecError, load_spec, with_runs
+    from relutrap.store import StoreError
+
+    try:
+        parsed = load_spec(spec)
+        if runs is not None:
+            parsed = with_runs(parsed, runs)
+    except SpecError as error:
+        _fail(str(error))
+
+    _use_compilation_cache()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(parsed.name, total=total_runs(parsed), rate="")
+
+        def advance(count: int, label: str) -> None:
+            progress.advance(task, count)
+            elapsed = progress.tasks[task].elapsed or 0.0
+            done = progress.tasks[task].completed
+            rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
+            progress.update(task, rate=rate, description=label)
+
+        try:
+            run_experiment(parsed, out, advance)
+        except StoreError as error:
+            _fail(str(error))
+        progress.update(task, description=parsed.name)
+    console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
+
+
+def _interval(entry: dict | None) -> str:
+    if entry is None or entry["fraction"] is None:
+        return "n/a"
+    return f"{entry['fraction']:.2f} [{entry['low']:.2f},{entry['high']:.2f}]"
+
+
+def _table(records: list[dict]) -> Table:
+    table = Table(
+        title="Non-convergence per cell (95% Clopper-Pearson intervals)",
+        caption=(
+            "P(dead L1): runs with >= 1 certified inactive first-layer neuron at init, "
+            "theory 1-(1-p)^l1.  converged w/o dead: of the runs without any certified "
+            "inactive neuron, how many converged.  Tolerance: (risk - optimal) / Var f."
+        ),
+    )
+    for name in (
+        "part",
+        "architecture",
+        "optimizer",
+        "lr",
+        "steps",
+        "runs",
+        "P(dead L1) measured",
+        "theory",
+        "certified non-conv.",
+        "observed non-conv.",
+        "collapsed",
+        "revived",
+        "converged w/o dead",
+        "median rel. risk",
+        "tol.",
+    ):
+        table.add_column(name, justify="left" if name in ("part", "optimizer") else "right")
+    for record in records:
+        converged = record["converged_without_certified_inactive"]
+        healthy = record["without_certified_inactive"]
+        relative = record["median_relative_risk"]
+        table.add_row(
+            record["part"],
+            "-".join(str(width) for width in record["architecture"]),
+            record["optimizer"],
+            f"{record['learning_rate']:g}",
+            str(record["steps"]),
+            str(record["runs"]),
+            _interval(record["some_first_layer_inactive"]),
+            f"{record['theory_some_first_layer_inactive']:.3f}"
+            + ("" if record["p_method"] == "exact" else " (MC)"),
+            _interval(record["certified_nonconvergent"]),
+            _interval(record["observed_nonconvergent"]),
+            _interval(record["collapsed"]),
+            str(record["revived"]),
+            "n/a" if converged is None else f"{converged}/{healthy}",
+            "n/a" if relative is None else f"{relative:.1e}",
+            f"{record['tolerance']:g}",
+        )
+    return table
+
+
+@app.command()
+def summary(
+    directory: Annotated[Path, typer.Argument(help="A study's output directory.")],
+    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+):
+    """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
+    from relutrap.analysis import flatten
+    from relutrap.api import summary as read_summary
+    from relutrap.store import StoreError
+
+    try:
+        records = read_summary(directory)
+    except StoreError as error:
+        _fail(str(error))
+    if format is Format.json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif format is Format.csv:
+        rows = [flatten(record) for record in records]
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        Console(width=max(Console().width, 200)).print(_table(records))
+
+
+def main():
+    app()

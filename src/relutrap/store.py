@@ -1,0 +1,249 @@
+"""The results store: one SQLite file per experiment output directory.
+
+Tables:
+
+* ``experiment``: ``key, value`` pairs: the spec (canonical JSON), the versions of
+  relutrap, JAX, optax, NumPy and Python, and the creation time.
+* ``cells``: one row per cell: its identity, position in the grid, part, label,
+  checkpoint steps, optimal risk, target variance and full record (JSON).
+* ``runs``: one row per run, keyed by ``(cell, run_index)``: final risk, divergence
+  step, collapse, revivals, the census per hidden layer and the checkpoint risks
+  (JSON arrays), and the two verdicts.
+
+The database runs in WAL mode and every chunk of runs is written in one transaction,
+so a killed process loses at most the chunk it was computing.  An exclusive lock file
+keeps a second writer out of the same directory.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import platform
+import sqlite3
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from relutrap.cells import Cell
+from relutrap.engine import Outcomes
+
+DATABASE = "results.sqlite"
+LOCK = ".relutrap.lock"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    cell TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    part TEXT NOT NULL,
+    label TEXT NOT NULL,
+    runs INTEGER NOT NULL,
+    checkpoint_steps TEXT NOT NULL,
+    optimal_risk REAL,
+    target_variance REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    cell TEXT NOT NULL REFERENCES cells(cell),
+    run_index INTEGER NOT NULL,
+    final_risk REAL,
+    diverged_step INTEGER NOT NULL,
+    collapsed INTEGER NOT NULL,
+    revived INTEGER NOT NULL,
+    certified_first_layer INTEGER NOT NULL,
+    certified_any INTEGER NOT NULL,
+    certified_nonconvergent INTEGER NOT NULL,
+    observed_nonconvergent INTEGER,
+    census TEXT NOT NULL,
+    checkpoint_risk TEXT NOT NULL,
+    PRIMARY KEY (cell, run_index)
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The output directory cannot be used as asked; the message says why."""
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on."""
+    found = {"python": platform.python_version()}
+    for package in ("relutrap", "jax", "jaxlib", "optax", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+class Store:
+    """An open results database in ``directory``."""
+
+    def __init__(self, directory: Path, connection: sqlite3.Connection):
+        self.directory = directory
+        self.connection = connection
+
+    def experiment(self) -> dict[str, str]:
+        rows = self.connection.execute("SELECT key, value FROM experiment")
+        return dict(rows.fetchall())
+
+    def spec(self) -> dict:
+        return json.loads(self.experiment()["spec"])
+
+    def begin(self, spec: dict) -> None:
+        """Record the spec of a new output, or check it equals the stored one."""
+        stored = self.experiment().get("spec")
+        text = json.dumps(spec, sort_keys=True)
+        if stored is None:
+            with self.connection:
+                entries = {"spec": text, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                entries.update({f"version.{k}": v for k, v in versions().items()})
+                self.connection.executemany(
+                    "INSERT INTO experiment VALUES (?, ?)", entries.items()
+                )
+        elif stored != text:
+            raise StoreError(
+                f"{self.directory} holds the results of a different spec; "
+                "run it with its own spec to resume, or choose another --out"
+            )
+
+    def add_cell(
+        self,
+        cell: Cell,
+        position: int,
+        runs: int,
+        checkpoint_steps,
+        optimal_risk: float | None,
+        target_variance: float,
+    ) -> None:
+        with self.connection:
+            self.connection.execute(
+                "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    cell.identity,
+                    position,
+                    cell.part,
+                    cell.label(),
+                    runs,
+                    json.dumps([int(step) for step in checkpoint_steps]),
+                    optimal_risk,
+                    target_variance,
+                    json.dumps(cell.as_record(), sort_keys=True),
+                ),
+            )
+
+    def stored_runs(self, cell: Cell) -> set[int]:
+        rows = self.connection.execute(
+            "SELECT run_index FROM runs WHERE cell = ?", (cell.identity,)
+        )
+        return {index for (index,) in rows}
+
+    def add_runs(
+        self,
+        cell: Cell,
+        outcomes: Outcomes,
+        certified: np.ndarray,
+        observed: np.ndarray | None,
+    ) -> None:
+        """Store a chunk of runs in one transaction."""
+        rows = []
+        for i, run_index in enumerate(outcomes.run_index):
+            census = {
+                name: getattr(outcomes, name)[i].tolist()
+                for name in (
+                    "certified_init",
+                    "bounded_init",
+                    "observed_init",
+                    "certified_end",
+                    "bounded_end",
+                    "observed_end",
+                    "revived",
+                )
+            }
+            rows.append(
+                (
+                    cell.identity,
+                    int(run_index),
+                    _finite_or_none(outcomes.final_risk[i]),
+                    int(outcomes.diverged_step[i]),
+                    int(outcomes.collapsed[i]),
+                    int(outcomes.revived[i].sum()),
+                    int(outcomes.certified_init[i, 0]),
+                    int(outcomes.certified_init[i].sum()),
+                    int(certified[i]),
+                    None if observed is None else int(observed[i]),
+                    json.dumps(census),
+                    json.dumps([_finite_or_none(r) for r in outcomes.checkpoint_risk[i]]),
+                )
+            )
+        with self.connection:
+            self.connection.executemany(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def cells(self) -> list[dict]:
+        cursor = self.connection.execute("SELECT * FROM cells ORDER BY position")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def runs(self, cell_identity: str) -> list[dict]:
+        cursor = self.connection.execute(
+            "SELECT * FROM runs WHERE cell = ? ORDER BY run_index", (cell_identity,)
+        )
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, timeout=60)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+@contextmanager
+def open_for_writing(directory: str | Path):
+    """Open (creating if needed) the store in ``directory`` for one writer.
+
+    Raises:
+        StoreError: another process is writing to the same directory.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise StoreError(f"{directory} exists and is not a directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(
+                f"another relutrap process is writing to {directory}; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        connection = _connect(directory / DATABASE)
+        connection.executescript(_SCHEMA)
+        try:
+            yield Store(directory, connection)
+        finally:
+            connection.close()
+
+
+@contextmanager
+def open_for_reading(directory: str | Path):
+    """Open an existing store read-only."""
+    path = Path(directory) / DATABASE
+    if not path.is_file():
+        raise StoreError(f"{directory} holds no relutrap results ({DATABASE} missing)")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        yield Store(Path(directory), connection)
+    finally:
+        connection.close()
