@@ -95,6 +95,9 @@ def run(
             done = progress.tasks[task].completed
             rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
             progress.update(task, rate=rate, description=label)
+            if not console.is_terminal:
+                total = progress.tasks[task].total
+                console.print(f"{done:.0f}/{total:.0f} runs  {rate}  {label}")
 
         try:
             run_experiment(parsed, out, advance)
@@ -107,33 +110,35 @@ def run(
 def _interval(entry: dict | None) -> str:
     if entry is None or entry["fraction"] is None:
         return "n/a"
-    return f"{entry['fraction']:.2f} [{entry['low']:.2f},{entry['high']:.2f}]"
+    return f"{entry['fraction']:.2f} ({entry['low']:.2f}-{entry['high']:.2f})"
 
 
 def _table(records: list[dict]) -> Table:
     table = Table(
         title="Non-convergence per cell (95% Clopper-Pearson intervals)",
         caption=(
-            "P(dead L1): runs with >= 1 certified inactive first-layer neuron at init, "
-            "theory 1-(1-p)^l1.  converged w/o dead: of the runs without any certified "
-            "inactive neuron, how many converged.  Tolerance: (risk - optimal) / Var f."
+            "P(dead L1): runs with >= 1 certified inactive first-layer neuron at init; "
+            "theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census at init "
+            "or observed from the final risk.  conv. w/o dead: runs that converged among "
+            "those without any certified inactive neuron.  A run converged when "
+            "(risk - optimal risk) / Var f(X) <= tol."
         ),
     )
     for name in (
         "part",
-        "architecture",
+        "arch.",
         "optimizer",
         "lr",
         "steps",
         "runs",
-        "P(dead L1) measured",
+        "P(dead L1)",
         "theory",
-        "certified non-conv.",
-        "observed non-conv.",
+        "certified NC",
+        "observed NC",
         "collapsed",
         "revived",
-        "converged w/o dead",
-        "median rel. risk",
+        "conv. w/o dead",
+        "med. rel. risk",
         "tol.",
     ):
         table.add_column(name, justify="left" if name in ("part", "optimizer") else "right")
@@ -185,7 +190,7 @@ def summary(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        Console(width=max(Console().width, 200)).print(_table(records))
+        Console(width=max(Console().width, 190)).print(_table(records))
 
 
 def main():
