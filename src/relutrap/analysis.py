@@ -17,8 +17,8 @@ import numpy as np
 from scipy.stats import binomtest
 
 from relutrap.cells import Cell
-from relutrap.experiment import parse_spec
 from relutrap.experiment import cells as expand_cells
+from relutrap.experiment import parse_spec
 from relutrap.store import Store
 from relutrap.theory import first_layer_inactivity, some_first_layer_inactivity
 
@@ -97,7 +97,8 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
         "diverged": int(sum(run["diverged_step"] >= 0 for run in runs)),
         "certified_within_tolerance": int(
             sum(
-                run["certified_nonconvergent"] == 1 and run["observed_nonconvergent"] == 0
+                run["certified_nonconvergent"] == 1
+                and run["observed_nonconvergent"] == 0
                 for run in runs
             )
         ),

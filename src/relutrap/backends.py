@@ -49,7 +49,10 @@ def run_experiment(
         for cell, runs in planned:
             variance = engine.target_variance(cell)
             stored = store.stored_runs(cell)
-            for chunk in chunks(runs, spec.chunk_size):
+            size = engine.runs_per_chunk(
+                cell, spec.chunk_size, spec.memory_budget_mb * 2**20
+            )
+            for chunk in chunks(runs, size):
                 missing = [index for index in chunk if index not in stored]
                 if missing:
                     outcomes = engine.train_runs(cell, spec.seed, missing)

@@ -19,7 +19,6 @@ from relutrap.init import Initialization
 from relutrap.networks import Architecture, architecture
 from relutrap.problems import Problem
 
-
 _NOT_IN_IDENTITY = ("part", "steps", "tolerance", "checkpoints")
 
 
@@ -88,5 +87,6 @@ def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:
     """The key of one run: ``fold_in(fold_in(key(seed), cell), run_index)``."""
     cell_number = int(cell.identity[:8], 16) & 0x7FFFFFFF
     return jax.random.fold_in(
-        jax.random.fold_in(jax.random.key(seed), cell_number), run_index
+        jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), cell_number),
+        run_index,
     )

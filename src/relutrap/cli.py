@@ -6,7 +6,7 @@ import csv
 import json
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +32,7 @@ console = Console(stderr=True)
 SPEC_ERROR = 2
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
@@ -49,7 +49,9 @@ def _use_compilation_cache() -> None:
 
     root = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     try:
-        jax.config.update("jax_compilation_cache_dir", str(Path(root) / "relutrap" / "jax"))
+        jax.config.update(
+            "jax_compilation_cache_dir", str(Path(root) / "relutrap" / "jax")
+        )
     except Exception:  # an older JAX without a persistent cache: compile every time
         pass
 
@@ -60,7 +62,9 @@ def run(
         Path | None,
         typer.Argument(help="TOML spec; without it, the built-in default study."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("results/default"),
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path(
+        "results/default"
+    ),
     runs: Annotated[
         int | None, typer.Option(help="Runs per cell, overriding the spec.")
     ] = None,
@@ -117,11 +121,11 @@ def _table(records: list[dict]) -> Table:
     table = Table(
         title="Non-convergence per cell (95% Clopper-Pearson intervals)",
         caption=(
-            "P(dead L1): runs with >= 1 certified inactive first-layer neuron at init; "
-            "theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census at init "
-            "or observed from the final risk.  conv. w/o dead: runs that converged among "
-            "those without any certified inactive neuron.  A run converged when "
-            "(risk - optimal risk) / Var f(X) <= tol."
+            "P(dead L1): runs with >= 1 certified inactive first-layer neuron at "
+            "init; theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census "
+            "at init or observed from the final risk.  conv. w/o dead: runs that "
+            "converged among those without any certified inactive neuron.  A run "
+            "converged when (risk - optimal risk) / Var f(X) <= tol."
         ),
     )
     for name in (
@@ -141,7 +145,9 @@ def _table(records: list[dict]) -> Table:
         "med. rel. risk",
         "tol.",
     ):
-        table.add_column(name, justify="left" if name in ("part", "optimizer") else "right")
+        table.add_column(
+            name, justify="left" if name in ("part", "optimizer") else "right"
+        )
     for record in records:
         converged = record["converged_without_certified_inactive"]
         healthy = record["without_certified_inactive"]
@@ -170,7 +176,9 @@ def _table(records: list[dict]) -> Table:
 @app.command()
 def summary(
     directory: Annotated[Path, typer.Argument(help="A study's output directory.")],
-    format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+    format: Annotated[
+        Format, typer.Option("--format", help="Output format.")
+    ] = Format.table,
 ):
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
     from relutrap.analysis import flatten

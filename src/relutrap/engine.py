@@ -27,7 +27,12 @@ import numpy as np
 from relutrap import inactivity, optimizers
 from relutrap.cells import Cell, run_key
 from relutrap.init import initialize
-from relutrap.networks import hidden_widths, realization, realization_with_activity
+from relutrap.networks import (
+    hidden_widths,
+    parameter_count,
+    realization,
+    realization_with_activity,
+)
 from relutrap.problems import (
     evaluation_inputs,
     is_constant,
@@ -217,6 +222,28 @@ def train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
         revived=_counts(revived),
         collapsed=np.asarray(collapsed),
     )
+
+
+def bytes_per_run(cell: Cell) -> int:
+    """An estimate of the memory one run of the cell holds while a chunk trains.
+
+    Parameters, gradients and up to three optimizer moments (six copies of the
+    parameters), plus four arrays per hidden neuron for every input of a mini-batch
+    and of the evaluation set (pre-activations, activations, their gradients or
+    interval bounds).
+    """
+    arch = cell.architecture
+    itemsize = jnp.dtype(cell.dtype).itemsize
+    inputs = cell.batch_size + cell.problem.evaluation_size
+    return itemsize * (
+        6 * parameter_count(arch) + 4 * inputs * sum(hidden_widths(arch))
+    )
+
+
+def runs_per_chunk(cell: Cell, largest: int, memory_budget: int) -> int:
+    """How many runs of the cell to train at once: at most ``largest``, and few
+    enough that their estimated memory stays within ``memory_budget`` bytes."""
+    return int(max(1, min(largest, memory_budget // bytes_per_run(cell))))
 
 
 def target_variance(cell: Cell) -> float:

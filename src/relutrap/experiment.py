@@ -7,7 +7,7 @@ architectures and its optimizers::
     name = "my-study"
     seed = 0
     runs = 256
-    tolerance = 1e-4            # a run converged when (risk - optimal) / Var f(X) <= this
+    tolerance = 1e-4    # converged when (risk - optimal) / Var f(X) <= this
 
     [[parts]]
     name = "width"
@@ -71,7 +71,9 @@ class ProblemSpec(_Strict):
     def _domain_not_empty(self):
         low, high = self.domain
         if not low < high:
-            raise ValueError(f"domain: lower bound {low} must be below upper bound {high}")
+            raise ValueError(
+                f"domain: lower bound {low} must be below upper bound {high}"
+            )
         return self
 
     def build(self) -> Problem:
@@ -108,7 +110,8 @@ class OptimizerSpec(_Strict):
         unknown = sorted(set(self.settings) - set(allowed))
         if unknown:
             raise ValueError(
-                f"settings: unknown for {self.name}: {unknown}; allowed: {sorted(allowed)}"
+                f"settings: unknown for {self.name}: {unknown}; "
+                f"allowed: {sorted(allowed)}"
             )
         return self
 
@@ -132,7 +135,9 @@ class PartSpec(_Strict):
             raise ValueError("give either 'width' (with 'depth') or 'hidden'")
         for widths in self.architectures():
             if not widths or min(widths) < 1:
-                raise ValueError(f"hidden widths must be at least 1, got {list(widths)}")
+                raise ValueError(
+                    f"hidden widths must be at least 1, got {list(widths)}"
+                )
         if self.width is not None and min(self.depth) < 1:
             raise ValueError("depth: every depth must be at least 1")
         return self
@@ -140,7 +145,10 @@ class PartSpec(_Strict):
     def architectures(self) -> list[tuple[int, ...]]:
         if self.hidden is not None:
             return [tuple(widths) for widths in self.hidden]
-        return [(width,) * depth for width, depth in itertools.product(self.width, self.depth)]
+        return [
+            (width,) * depth
+            for width, depth in itertools.product(self.width, self.depth)
+        ]
 
 
 class ExperimentSpec(_Strict):
@@ -148,7 +156,8 @@ class ExperimentSpec(_Strict):
     description: str = ""
     seed: int = Field(0, ge=0, lt=2**31)
     runs: int = Field(256, ge=1, le=10_000_000)
-    chunk_size: int = Field(256, ge=1, le=1_000_000)
+    chunk_size: int = Field(256, ge=1, le=1_000_000, description="most runs at once")
+    memory_budget_mb: int = Field(1024, ge=16, description="memory for one chunk")
     tolerance: float = Field(1e-4, gt=0)
     dtype: Literal["float32", "float64"] = "float32"
     checkpoints: int = Field(12, ge=2, le=1000)
@@ -211,7 +220,9 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
     for part in spec.parts:
         problem = part.problem.build()
         init = part.init.build()
-        for hidden, optimizer in itertools.product(part.architectures(), part.optimizers):
+        for hidden, optimizer in itertools.product(
+            part.architectures(), part.optimizers
+        ):
             cell = Cell(
                 part=part.name,
                 problem=problem,
@@ -232,4 +243,7 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
 
 def chunks(runs: int, chunk_size: int) -> list[range]:
     """The run indices ``0 .. runs - 1`` cut into consecutive chunks."""
-    return [range(start, min(start + chunk_size, runs)) for start in range(0, runs, chunk_size)]
+    return [
+        range(start, min(start + chunk_size, runs))
+        for start in range(0, runs, chunk_size)
+    ]

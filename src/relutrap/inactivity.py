@@ -116,7 +116,10 @@ class Census(NamedTuple):
 
 
 def census(
-    params: Params, problem: Problem, inputs: jax.Array, cells: tuple[jax.Array, jax.Array]
+    params: Params,
+    problem: Problem,
+    inputs: jax.Array,
+    cells: tuple[jax.Array, jax.Array],
 ) -> Census:
     """Certified, bounded and observed inactive neurons of one network.
 

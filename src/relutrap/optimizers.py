@@ -116,9 +116,9 @@ def adagrad(learning_rate: float, epsilon: float = 1e-8) -> Method:
     def update(gradient, accumulator, step):
         accumulator = jax.tree.map(lambda s, g: s + g * g, accumulator, gradient)
         updates = jax.tree.map(
-            lambda g, s: -_scalar(learning_rate, g)
-            * g
-            / (_scalar(epsilon, s) + jnp.sqrt(s)),
+            lambda g, s: (
+                -_scalar(learning_rate, g) * g / (_scalar(epsilon, s) + jnp.sqrt(s))
+            ),
             gradient,
             accumulator,
         )
@@ -142,9 +142,9 @@ def rmsprop(learning_rate: float, beta: float = 0.9, epsilon: float = 1e-8) -> M
             gradient,
         )
         updates = jax.tree.map(
-            lambda g, s: -_scalar(learning_rate, g)
-            * g
-            / (_scalar(epsilon, s) + jnp.sqrt(s)),
+            lambda g, s: (
+                -_scalar(learning_rate, g) * g / (_scalar(epsilon, s) + jnp.sqrt(s))
+            ),
             gradient,
             average,
         )
@@ -177,7 +177,8 @@ def adam(
 ) -> Method:
     """Adam with bias correction and epsilon outside the square root.
 
-    ``m_n = alpha m_{n-1} + (1 - alpha) g_n``, ``v_n = beta v_{n-1} + (1 - beta) g_n^2``,
+    ``m_n = alpha m_{n-1} + (1 - alpha) g_n``,
+    ``v_n = beta v_{n-1} + (1 - beta) g_n^2``,
     ``Theta_n = Theta_{n-1} - gamma [m_n / (1 - alpha^n)] /
     (epsilon + sqrt(v_n / (1 - beta^n)))``.
     This is the update of Kingma and Ba (2014, arXiv:1412.6980), of PyTorch and of
@@ -187,9 +188,11 @@ def adam(
     def update(gradient, state, step):
         state = _adam_moments(gradient, state, alpha, beta)
         updates = jax.tree.map(
-            lambda m, v: -_scalar(learning_rate, m)
-            * (m / (1 - _power(alpha, step, m)))
-            / (_scalar(epsilon, v) + jnp.sqrt(v / (1 - _power(beta, step, v)))),
+            lambda m, v: (
+                -_scalar(learning_rate, m)
+                * (m / (1 - _power(alpha, step, m)))
+                / (_scalar(epsilon, v) + jnp.sqrt(v / (1 - _power(beta, step, v))))
+            ),
             state.first,
             state.second,
         )
@@ -204,7 +207,8 @@ def adamax(
     """Adamax, the infinity-norm variant of Adam, with epsilon in the denominator.
 
     ``m_n = alpha m_{n-1} + (1 - alpha) g_n``, ``u_n = max(beta u_{n-1}, |g_n|)``
-    (``u_0 = 0``), ``Theta_n = Theta_{n-1} - gamma m_n / ((1 - alpha^n)(epsilon + u_n))``.
+    (``u_0 = 0``),
+    ``Theta_n = Theta_{n-1} - gamma m_n / ((1 - alpha^n)(epsilon + u_n))``.
     Without epsilon (the form of Kingma and Ba) a coordinate with zero gradients gets
     0 / 0; PyTorch and optax put epsilon inside the max instead.
     """
@@ -217,9 +221,11 @@ def adamax(
             gradient,
         )
         updates = jax.tree.map(
-            lambda m, u: -_scalar(learning_rate, m)
-            * m
-            / ((1 - _power(alpha, step, m)) * (_scalar(epsilon, u) + u)),
+            lambda m, u: (
+                -_scalar(learning_rate, m)
+                * m
+                / ((1 - _power(alpha, step, m)) * (_scalar(epsilon, u) + u))
+            ),
             first,
             norm,
         )
@@ -250,16 +256,20 @@ def amsgrad(
         return AMSGradState(_zeros(params), _zeros(params), _zeros(params))
 
     def update(gradient, state, step):
-        moments = _adam_moments(gradient, AdamState(state.first, state.second), alpha, beta)
+        moments = _adam_moments(
+            gradient, AdamState(state.first, state.second), alpha, beta
+        )
         largest = jax.tree.map(
             lambda w, v: jnp.maximum(w, v / (1 - _power(beta, step, v))),
             state.largest_second,
             moments.second,
         )
         updates = jax.tree.map(
-            lambda m, w: -_scalar(learning_rate, m)
-            * (m / (1 - _power(alpha, step, m)))
-            / (_scalar(epsilon, w) + jnp.sqrt(w)),
+            lambda m, w: (
+                -_scalar(learning_rate, m)
+                * (m / (1 - _power(alpha, step, m)))
+                / (_scalar(epsilon, w) + jnp.sqrt(w))
+            ),
             moments.first,
             largest,
         )
@@ -282,12 +292,14 @@ def nadam(
     def update(gradient, state, step):
         state = _adam_moments(gradient, state, alpha, beta)
         updates = jax.tree.map(
-            lambda m, g, v: -_scalar(learning_rate, m)
-            * (
-                _scalar(alpha, m) * m / (1 - _power(alpha, step + 1, m))
-                + _scalar(1 - alpha, g) * g / (1 - _power(alpha, step, g))
-            )
-            / (_scalar(epsilon, v) + jnp.sqrt(v / (1 - _power(beta, step, v)))),
+            lambda m, g, v: (
+                -_scalar(learning_rate, m)
+                * (
+                    _scalar(alpha, m) * m / (1 - _power(alpha, step + 1, m))
+                    + _scalar(1 - alpha, g) * g / (1 - _power(alpha, step, g))
+                )
+                / (_scalar(epsilon, v) + jnp.sqrt(v / (1 - _power(beta, step, v))))
+            ),
             state.first,
             gradient,
             state.second,

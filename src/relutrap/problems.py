@@ -70,7 +70,9 @@ class Problem:
         if self.dimension < 1:
             raise ValueError("dimension must be at least 1")
         if not self.low < self.high:
-            raise ValueError(f"empty domain: low {self.low} is not below high {self.high}")
+            raise ValueError(
+                f"empty domain: low {self.low} is not below high {self.high}"
+            )
         if self.evaluation_size < 2:
             raise ValueError("evaluation_size must be at least 2")
 
@@ -81,7 +83,8 @@ class Problem:
     def risk_method(self) -> str:
         """How the true risk is estimated, in words."""
         if self.dimension == 1:
-            return f"midpoint rule on {self.evaluation_size} cells of [{self.low}, {self.high}]"
+            cells = f"{self.evaluation_size} cells of [{self.low}, {self.high}]"
+            return f"midpoint rule on {cells}"
         return f"mean over {self.evaluation_size} fixed inputs drawn from the input law"
 
 
@@ -116,7 +119,9 @@ def teacher_params(problem: Problem, width: int, dtype=jnp.float64) -> Params:
         directions /= np.linalg.norm(directions, axis=0, keepdims=True)
         points = problem.low + span * rng.uniform(0.1, 0.9, (d, width))
     biases = -np.sum(directions * points, axis=0)
-    outgoing = rng.choice([-1.0, 1.0], size=(width, 1)) * rng.uniform(0.5, 1.5, (width, 1))
+    outgoing = rng.choice([-1.0, 1.0], size=(width, 1)) * rng.uniform(
+        0.5, 1.5, (width, 1)
+    )
     output_bias = rng.uniform(-0.5, 0.5, 1)
     return (
         (jnp.asarray(directions, dtype), jnp.asarray(biases, dtype)),

@@ -104,7 +104,10 @@ class Store:
         text = json.dumps(spec, sort_keys=True)
         if stored is None:
             with self.connection:
-                entries = {"spec": text, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                entries = {
+                    "spec": text,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
                 entries.update({f"version.{k}": v for k, v in versions().items()})
                 self.connection.executemany(
                     "INSERT INTO experiment VALUES (?, ?)", entries.items()
@@ -181,7 +184,9 @@ class Store:
                     int(certified[i]),
                     None if observed is None else int(observed[i]),
                     json.dumps(census),
-                    json.dumps([_finite_or_none(r) for r in outcomes.checkpoint_risk[i]]),
+                    json.dumps(
+                        [_finite_or_none(r) for r in outcomes.checkpoint_risk[i]]
+                    ),
                 )
             )
         with self.connection:

@@ -63,7 +63,9 @@ def _uniform_integral(half_width: float, bias_half_width: float, slope: float) -
     return (beta * end - slope * end**2 / 2) / (2 * beta) + max(a - end, 0.0)
 
 
-def _exact_one_dimensional(weight: Law, bias: Law, low: float, high: float) -> float | None:
+def _exact_one_dimensional(
+    weight: Law, bias: Law, low: float, high: float
+) -> float | None:
     """p for ``w x + b`` on ``[low, high]``, or ``None`` where no closed form is coded.
 
     The neuron is inactive iff ``b + w low <= 0`` and ``b + w high <= 0``.
@@ -87,7 +89,9 @@ def _exact_one_dimensional(weight: Law, bias: Law, low: float, high: float) -> f
     if weight.kind == "uniform" and bias.kind == "uniform":
         # w > 0: inactive iff b <= -w high; w < 0 (u = -w): iff b <= u low.
         a, beta = weight.scale, bias.scale
-        return (_uniform_integral(a, beta, high) + _uniform_integral(a, beta, -low)) / (2 * a)
+        return (_uniform_integral(a, beta, high) + _uniform_integral(a, beta, -low)) / (
+            2 * a
+        )
     return None
 
 
@@ -118,7 +122,9 @@ def _monte_carlo(weight: Law, bias: Law, dimension: int, low: float, high: float
     biases = draw(bias, n)
     largest = biases + np.maximum(weights * low, weights * high).sum(axis=1)
     fraction = float(np.mean(largest <= 0))
-    return Probability(fraction, "monte carlo", math.sqrt(fraction * (1 - fraction) / n))
+    return Probability(
+        fraction, "monte carlo", math.sqrt(fraction * (1 - fraction) / n)
+    )
 
 
 def first_layer_inactivity(
