@@ -19,7 +19,12 @@ from relutrap.init import Initialization
 from relutrap.networks import Architecture, architecture
 from relutrap.problems import Problem
 
-_NOT_IN_IDENTITY = ("part", "steps", "tolerance", "checkpoints")
+_NOT_IN_STREAM = ("part", "steps", "tolerance", "checkpoints")
+
+
+def _digest(record: dict) -> str:
+    text = json.dumps(record, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -65,17 +70,22 @@ class Cell:
 
     @property
     def identity(self) -> str:
-        """A stable hexadecimal name of what determines the cell's runs.
+        """A stable hexadecimal name of the whole cell, its key in the store."""
+        return _digest(self.as_record())
 
-        The part's name, the step count, the tolerance and the number of checkpoints
-        are left out: they change what is recorded or judged, not the trajectory, so a
-        run trained for more steps continues the same trajectory.
+    @property
+    def stream(self) -> int:
+        """The number folded into the keys of the cell's runs.
+
+        It is a hash of what shapes a trajectory.  The part's name, the step count,
+        the tolerance and the number of checkpoints are left out: they change what is
+        recorded or judged, not the trajectory, so a run trained for more steps
+        continues the same trajectory and equal cells in two parts share their runs.
         """
         record = self.as_record()
-        for field in _NOT_IN_IDENTITY:
+        for field in _NOT_IN_STREAM:
             record.pop(field)
-        text = json.dumps(record, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return int(_digest(record)[:8], 16) & 0x7FFFFFFF
 
     def label(self) -> str:
         """A short human-readable name."""
@@ -84,9 +94,8 @@ class Cell:
 
 
 def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:
-    """The key of one run: ``fold_in(fold_in(key(seed), cell), run_index)``."""
-    cell_number = int(cell.identity[:8], 16) & 0x7FFFFFFF
+    """The key of one run: ``fold_in(fold_in(key(seed), cell.stream), run_index)``."""
     return jax.random.fold_in(
-        jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), cell_number),
+        jax.random.fold_in(jax.random.key(seed, impl="threefry2x32"), cell.stream),
         run_index,
     )

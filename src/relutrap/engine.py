@@ -46,8 +46,8 @@ def checkpoint_steps(steps: int, count: int) -> np.ndarray:
     """Step 0 and up to ``count - 1`` log-spaced steps ending at ``steps``."""
     if steps == 0:
         return np.zeros(1, dtype=np.int32)
-    spaced = np.geomspace(1, steps, max(count - 1, 1)).round().astype(np.int32)
-    return np.unique(np.concatenate([[0], spaced, [steps]]))
+    spaced = np.geomspace(1, steps, count - 1) if count > 2 else np.array([steps])
+    return np.unique(np.concatenate([[0], spaced.round(), [steps]])).astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -178,9 +178,15 @@ def _compiled_training(cell: Cell):
 
 
 def train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
-    """Train the runs ``run_indices`` of ``cell`` together and return their outcomes."""
-    if cell.dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    """Train the runs ``run_indices`` of ``cell`` together and return their outcomes.
+
+    A float64 cell switches JAX's 64-bit mode on for this call only.
+    """
+    with jax.enable_x64(cell.dtype == "float64" or jax.config.jax_enable_x64):
+        return _train_runs(cell, seed, run_indices)
+
+
+def _train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
     dtype = jnp.dtype(cell.dtype)
     run_indices = np.asarray(run_indices, dtype=np.int64)
     keys = jax.vmap(lambda index: run_key(seed, cell, index))(
@@ -248,10 +254,10 @@ def runs_per_chunk(cell: Cell, largest: int, memory_budget: int) -> int:
 
 def target_variance(cell: Cell) -> float:
     """``Var f(X)`` of the target under the input law, by the risk's estimator."""
-    arch = cell.architecture
-    inputs = evaluation_inputs(cell.problem, jnp.dtype(cell.dtype))
-    values = np.asarray(target_values(cell.problem, arch, inputs), dtype=np.float64)
-    return float(np.var(values))
+    with jax.enable_x64(cell.dtype == "float64" or jax.config.jax_enable_x64):
+        inputs = evaluation_inputs(cell.problem, jnp.dtype(cell.dtype))
+        values = target_values(cell.problem, cell.architecture, inputs)
+        return float(np.var(np.asarray(values, dtype=np.float64)))
 
 
 def certified_nonconvergent(cell: Cell, outcomes: Outcomes) -> np.ndarray:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -54,12 +54,17 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False
+    )
+
+
+Width = Annotated[int, Field(ge=1, le=100_000)]
 
 
 class ProblemSpec(_Strict):
     dimension: int = Field(1, ge=1, le=64)
-    domain: tuple[float, float] = (0.0, 1.0)
+    domain: list[float] = Field([0.0, 1.0], min_length=2, max_length=2)
     target: TargetName = "teacher"
     teacher_width: int = Field(0, ge=0, description="0: the student's first width")
     teacher_seed: int = Field(0, ge=0)
@@ -113,6 +118,11 @@ class OptimizerSpec(_Strict):
                 f"settings: unknown for {self.name}: {unknown}; "
                 f"allowed: {sorted(allowed)}"
             )
+        for name, value in self.settings.items():
+            if name == "epsilon" and not value > 0:
+                raise ValueError(f"settings.epsilon: must be > 0, got {value}")
+            if name in ("alpha", "beta") and not 0 <= value < 1:
+                raise ValueError(f"settings.{name}: must be in [0, 1), got {value}")
         return self
 
 
@@ -120,9 +130,11 @@ class PartSpec(_Strict):
     name: str = Field(min_length=1, max_length=64)
     problem: ProblemSpec = ProblemSpec()
     init: InitSpec = InitSpec()
-    width: list[int] | None = Field(None, min_length=1)
-    depth: list[int] = Field([1], min_length=1)
-    hidden: list[list[int]] | None = Field(None, min_length=1)
+    width: list[Width] | None = Field(None, min_length=1)
+    depth: list[Annotated[int, Field(ge=1, le=1000)]] = Field([1], min_length=1)
+    hidden: list[Annotated[list[Width], Field(min_length=1)]] | None = Field(
+        None, min_length=1
+    )
     optimizers: list[OptimizerSpec] = Field(min_length=1)
     steps: int = Field(1000, ge=0, le=10_000_000)
     batch_size: int = Field(64, ge=1, le=1_000_000)
@@ -133,13 +145,6 @@ class PartSpec(_Strict):
     def _one_architecture_form(self):
         if (self.width is None) == (self.hidden is None):
             raise ValueError("give either 'width' (with 'depth') or 'hidden'")
-        for widths in self.architectures():
-            if not widths or min(widths) < 1:
-                raise ValueError(
-                    f"hidden widths must be at least 1, got {list(widths)}"
-                )
-        if self.width is not None and min(self.depth) < 1:
-            raise ValueError("depth: every depth must be at least 1")
         return self
 
     def architectures(self) -> list[tuple[int, ...]]:

@@ -1,0 +1,125 @@
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RELUTRAP = Path(sys.executable).parent / "relutrap"
+
+TINY_TOML = """\
+name = "tiny"
+runs = 4
+[[parts]]
+name = "w"
+width = [1, 2]
+steps = 20
+problem = { evaluation_size = 64 }
+[[parts.optimizers]]
+name = "adam"
+learning_rate = 0.01
+"""
+
+SUMMARY_KEYS = {
+    "certified_nonconvergent",
+    "observed_nonconvergent",
+    "some_first_layer_inactive",
+    "theory_some_first_layer_inactive",
+    "revived",
+    "converged_without_certified_inactive",
+    "collapsed",
+    "tolerance",
+}
+
+
+def relutrap(*arguments, cache: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
+    return subprocess.run(
+        [str(RELUTRAP), *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+
+
+def words(text: str) -> str:
+    """The text with every run of white space made one space (undoes wrapping)."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A tiny study run through the command line: (its directory, the run's result)."""
+    root = tmp_path_factory.mktemp("cli")
+    spec = root / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    out = root / "out"
+    return out, relutrap("run", spec, "--out", out, cache=root / "cache")
+
+
+@pytest.mark.slow
+def test_run_succeeds(study):
+    out, result = study
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "results.sqlite").is_file()
+
+
+@pytest.mark.slow
+def test_summary_as_json_has_one_record_per_cell(study, tmp_path):
+    out, _ = study
+
+    result = relutrap("summary", out, "--format", "json", cache=tmp_path)
+    records = json.loads(result.stdout)
+
+    assert result.returncode == 0, result.stderr
+    assert [record["architecture"] for record in records] == [[1, 1, 1], [1, 2, 1]]
+    for record in records:
+        assert SUMMARY_KEYS <= set(record)
+        assert record["revived"] == 0
+        assert record["runs"] == 4
+        assert record["certified_nonconvergent"]["runs"] == 4
+        assert 0 <= record["theory_some_first_layer_inactive"] <= 1
+
+
+@pytest.mark.slow
+def test_summary_as_csv_has_a_header_and_a_row_per_cell(study, tmp_path):
+    out, _ = study
+
+    result = relutrap("summary", out, "--format", "csv", cache=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+
+    assert result.returncode == 0, result.stderr
+    assert len(rows) == 2
+    assert {"part", "optimizer", "certified_nonconvergent.fraction", "revived"} <= set(
+        rows[0]
+    )
+    assert [row["revived"] for row in rows] == ["0", "0"]
+
+
+def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(TINY_TOML.replace('name = "adam"', 'name = "adamw"'))
+    out = tmp_path / "out"
+
+    result = relutrap("run", spec, "--out", out, cache=tmp_path / "cache")
+
+    assert result.returncode == 2
+    assert "parts.0.optimizers.0.name" in words(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_summary_of_a_missing_directory_fails_clearly(tmp_path):
+    missing = tmp_path / "nowhere"
+
+    result = relutrap("summary", missing, cache=tmp_path / "cache")
+
+    assert result.returncode != 0
+    assert "nowhere" in words(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not missing.exists()

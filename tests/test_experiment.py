@@ -1,0 +1,230 @@
+import copy
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relutrap import optimizers
+from relutrap.experiment import (
+    SpecError,
+    cells,
+    chunks,
+    load_spec,
+    parse_spec,
+    with_runs,
+)
+
+
+def with_change(spec: dict, path: tuple, value) -> dict:
+    """A copy of ``spec`` with the entry at ``path`` set to ``value`` (tables on the
+    way are created where missing); ``spec`` itself is left as it is."""
+    changed = copy.deepcopy(spec)
+    where = changed
+    for key in path[:-1]:
+        where = where.setdefault(key, {}) if isinstance(key, str) else where[key]
+    where[path[-1]] = value
+    return changed
+
+
+BAD_FIELDS = [
+    # path, value, words the message must contain
+    (("colour",), "red", ["colour", "unknown field"]),
+    (("parts", 0, "colour"), "red", ["parts.0.colour", "unknown field"]),
+    (("parts", 0, "width"), "three", ["parts.0.width"]),
+    (("runs",), "many", ["runs"]),
+    (("parts", 0, "steps"), -1, ["parts.0.steps"]),
+    (("parts", 0, "problem", "domain"), [1.0, 1.0], ["parts.0.problem", "domain"]),
+    (("parts", 0, "problem", "domain"), [2.0, -1.0], ["domain"]),
+    (("parts", 0, "optimizers", 0, "name"), "adamw", ["optimizers.0.name", "adam"]),
+    (("parts", 0, "optimizers", 0, "learning_rate"), 0.0, ["learning_rate"]),
+    (
+        ("parts", 0, "optimizers", 0, "settings"),
+        {"momentum": 0.9},
+        ["parts.0.optimizers.0", "momentum", "epsilon"],
+    ),
+    (("parts", 0, "init", "scheme"), "xavier", ["parts.0.init.scheme"]),
+    (("parts", 0, "problem", "target"), "cosine", ["parts.0.problem.target"]),
+    (("dtype",), "float16", ["dtype"]),
+]
+
+
+@pytest.mark.parametrize("path, value, words", BAD_FIELDS)
+def test_bad_field_raises_spec_error_naming_it(tiny_spec, path, value, words):
+    with pytest.raises(SpecError) as raised:
+        parse_spec(with_change(tiny_spec, path, value), "tiny.toml")
+
+    message = str(raised.value)
+    assert message.startswith("tiny.toml: field ")
+    for word in words:
+        assert word in message
+
+
+def test_width_zero_is_refused(tiny_spec):
+    with pytest.raises(SpecError, match="parts.0"):
+        parse_spec(with_change(tiny_spec, ("parts", 0, "width"), [2, 0]))
+
+
+def test_width_zero_message_names_the_width_field(tiny_spec):
+    with pytest.raises(SpecError, match=r"parts\.0\.width"):
+        parse_spec(with_change(tiny_spec, ("parts", 0, "width"), [0]))
+
+
+def test_depth_zero_message_names_the_depth(tiny_spec):
+    with pytest.raises(SpecError, match="depth"):
+        parse_spec(with_change(tiny_spec, ("parts", 0, "depth"), [0]))
+
+
+def test_infinite_domain_is_refused(tiny_spec):
+    with pytest.raises(SpecError, match="domain"):
+        parse_spec(
+            with_change(tiny_spec, ("parts", 0, "problem", "domain"), [0, math.inf])
+        )
+
+
+def test_epsilon_zero_is_refused(tiny_spec):
+    path = ("parts", 0, "optimizers", 0, "settings")
+    with pytest.raises(SpecError, match="epsilon"):
+        parse_spec(with_change(tiny_spec, path, {"epsilon": 0.0}))
+
+
+def test_part_needs_exactly_one_architecture_form(tiny_spec):
+    both = with_change(tiny_spec, ("parts", 0, "hidden"), [[2, 2]])
+    neither = copy.deepcopy(tiny_spec)
+    del neither["parts"][0]["width"]
+
+    for data in (both, neither):
+        with pytest.raises(SpecError, match="'width'.*'hidden'"):
+            parse_spec(data)
+
+
+def test_part_names_must_be_unique(tiny_spec):
+    tiny_spec["parts"].append(copy.deepcopy(tiny_spec["parts"][0]))
+
+    with pytest.raises(SpecError, match="unique"):
+        parse_spec(tiny_spec)
+
+
+def test_every_bad_field_is_reported_at_once(tiny_spec):
+    data = with_change(tiny_spec, ("runs",), 0)
+    data = with_change(data, ("parts", 0, "steps"), -5)
+
+    with pytest.raises(SpecError) as raised:
+        parse_spec(data)
+
+    assert "field runs" in str(raised.value)
+    assert "field parts.0.steps" in str(raised.value)
+
+
+def test_grid_expands_architectures_times_optimizers(tiny_spec):
+    part = tiny_spec["parts"][0]
+    part.update(width=[1, 4], depth=[1, 3], runs=5, tolerance=1e-3)
+    part["optimizers"].append({"name": "sgd", "learning_rate": 0.1, "steps": 7})
+
+    expanded = cells(parse_spec(tiny_spec))
+
+    assert len(expanded) == 8
+    assert {cell.hidden for cell, _ in expanded} == {(1,), (1, 1, 1), (4,), (4, 4, 4)}
+    assert all(runs == 5 for _, runs in expanded)
+    assert {(cell.optimizer, cell.steps) for cell, _ in expanded} == {
+        ("adam", 30),
+        ("sgd", 7),
+    }
+    assert all(cell.tolerance == 1e-3 for cell, _ in expanded)
+
+
+def test_with_runs_overrides_every_part(tiny_spec):
+    tiny_spec["parts"][0]["runs"] = 50
+
+    spec = with_runs(parse_spec(tiny_spec), 3)
+
+    assert [runs for _, runs in cells(spec)] == [3]
+    with pytest.raises(SpecError, match="runs"):
+        with_runs(spec, 0)
+
+
+def test_chunks_cover_the_runs_once():
+    assert chunks(10, 4) == [range(0, 4), range(4, 8), range(8, 10)]
+    assert chunks(3, 256) == [range(0, 3)]
+
+
+def test_default_spec_expands_to_both_parts_with_all_optimizers():
+    spec = load_spec(None)
+    expanded = cells(spec)
+
+    assert [part.name for part in spec.parts] == ["width", "depth"]
+    for part in spec.parts:
+        in_part = [cell for cell, _ in expanded if cell.part == part.name]
+        assert {cell.optimizer for cell in in_part} == set(optimizers.OPTIMIZERS)
+        assert len(in_part) == len(part.architectures()) * len(optimizers.OPTIMIZERS)
+    assert len({cell.identity for cell, _ in expanded}) == len(expanded)
+
+
+def test_load_spec_reports_unreadable_files(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "missing.toml")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(broken)
+    with pytest.raises(SpecError, match="directory"):
+        load_spec(tmp_path)
+
+
+SPEC_PATHS = [
+    ("name",),
+    ("seed",),
+    ("runs",),
+    ("chunk_size",),
+    ("tolerance",),
+    ("dtype",),
+    ("parts",),
+    ("parts", 0),
+    ("parts", 0, "width"),
+    ("parts", 0, "depth"),
+    ("parts", 0, "hidden"),
+    ("parts", 0, "steps"),
+    ("parts", 0, "batch_size"),
+    ("parts", 0, "problem"),
+    ("parts", 0, "problem", "domain"),
+    ("parts", 0, "problem", "dimension"),
+    ("parts", 0, "init"),
+    ("parts", 0, "init", "bias"),
+    ("parts", 0, "optimizers"),
+    ("parts", 0, "optimizers", 0, "name"),
+    ("parts", 0, "optimizers", 0, "learning_rate"),
+    ("parts", 0, "optimizers", 0, "settings"),
+]
+toml_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats()
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+# with_change copies the fixture's spec, so sharing it between examples is safe.
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(path=st.sampled_from(SPEC_PATHS), value=toml_values)
+def test_parser_raises_nothing_but_spec_errors(tiny_spec, path, value):
+    data = with_change(tiny_spec, path, value)
+
+    try:
+        spec = parse_spec(data)
+    except SpecError as error:
+        assert str(error).startswith(f"spec: field {path[0]}")
+    else:
+        for cell, runs in cells(spec):
+            assert runs >= 1
+            assert min(cell.architecture) >= 1
