@@ -9,15 +9,7 @@ from relutrap.init import Initialization
 from relutrap.problems import Problem, Target
 
 SEED = 7
-CENSUS = (
-    "certified_init",
-    "bounded_init",
-    "observed_init",
-    "certified_end",
-    "bounded_end",
-    "observed_end",
-    "revived",
-)
+CENSUS = engine.CENSUS_FIELDS
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def summary(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        Console(width=max(Console().width, 190)).print(_table(records))
+        Console(width=max(Console().width, 210)).print(_table(records))
 
 
 def main():

@@ -50,6 +50,17 @@ def checkpoint_steps(steps: int, count: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], spaced.round(), [steps]])).astype(np.int32)
 
 
+CENSUS_FIELDS = (
+    "certified_init",
+    "bounded_init",
+    "observed_init",
+    "certified_end",
+    "bounded_end",
+    "observed_end",
+    "revived",
+)
+
+
 @dataclass(frozen=True)
 class Outcomes:
     """Per-run results of a chunk; every array's first axis is the run.

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from relutrap.cells import Cell
-from relutrap.engine import Outcomes
+from relutrap.engine import CENSUS_FIELDS, Outcomes
 
 DATABASE = "results.sqlite"
 LOCK = ".relutrap.lock"
@@ -160,16 +160,7 @@ class Store:
         rows = []
         for i, run_index in enumerate(outcomes.run_index):
             census = {
-                name: getattr(outcomes, name)[i].tolist()
-                for name in (
-                    "certified_init",
-                    "bounded_init",
-                    "observed_init",
-                    "certified_end",
-                    "bounded_end",
-                    "observed_end",
-                    "revived",
-                )
+                name: getattr(outcomes, name)[i].tolist() for name in CENSUS_FIELDS
             }
             rows.append(
                 (
