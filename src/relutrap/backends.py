@@ -34,20 +34,20 @@ def run_experiment(
             stored) and the label of their cell.
     """
     planned = cells(spec)
+    variances = [engine.target_variance(cell) for cell, _ in planned]
     report = on_progress or (lambda count, label: None)
     with open_for_writing(directory) as store:
         store.begin(spec.model_dump(mode="json"))
-        for position, (cell, runs) in enumerate(planned):
+        for position, ((cell, runs), variance) in enumerate(zip(planned, variances)):
             store.add_cell(
                 cell,
                 position,
                 runs,
                 engine.checkpoint_steps(cell.steps, cell.checkpoints),
                 optimal_risk(cell.problem, cell.architecture),
-                engine.target_variance(cell),
+                variance,
             )
-        for cell, runs in planned:
-            variance = engine.target_variance(cell)
+        for (cell, runs), variance in zip(planned, variances):
             stored = store.stored_runs(cell)
             size = engine.runs_per_chunk(
                 cell, spec.chunk_size, spec.memory_budget_mb * 2**20
