@@ -21,6 +21,15 @@ problem = { evaluation_size = 64 }
 [[parts.optimizers]]
 name = "adam"
 learning_rate = 0.01
+
+[[parts]]
+name = "s"
+width = [2]
+steps = 20
+problem = { evaluation_size = 64, target = "square" }
+[[parts.optimizers]]
+name = "sgd"
+learning_rate = 0.1
 """
 
 SUMMARY_KEYS = {
@@ -77,7 +86,11 @@ def test_summary_as_json_has_one_record_per_cell(study, tmp_path):
     records = json.loads(result.stdout)
 
     assert result.returncode == 0, result.stderr
-    assert [record["architecture"] for record in records] == [[1, 1, 1], [1, 2, 1]]
+    assert [record["architecture"] for record in records] == [
+        [1, 1, 1],
+        [1, 2, 1],
+        [1, 2, 1],
+    ]
     for record in records:
         assert SUMMARY_KEYS <= set(record)
         assert record["revived"] == 0
@@ -94,11 +107,54 @@ def test_summary_as_csv_has_a_header_and_a_row_per_cell(study, tmp_path):
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
 
     assert result.returncode == 0, result.stderr
-    assert len(rows) == 2
+    assert len(rows) == 3
     assert {"part", "optimizer", "certified_nonconvergent.fraction", "revived"} <= set(
         rows[0]
     )
-    assert [row["revived"] for row in rows] == ["0", "0"]
+    assert [row["revived"] for row in rows] == ["0", "0", "0"]
+    # The square target has no known optimal risk: its observed verdict is empty.
+    assert rows[0]["observed_nonconvergent.fraction"] != ""
+    assert rows[2]["observed_nonconvergent.fraction"] == ""
+
+
+@pytest.mark.slow
+def test_rerun_with_other_runs_is_refused_naming_the_difference(study, tmp_path):
+    out, _ = study
+    spec = out.parent / "tiny.toml"
+    before = (out / "results.sqlite").read_bytes()
+
+    result = relutrap("run", spec, "--out", out, "--runs", 5, cache=tmp_path)
+
+    assert result.returncode == 2
+    assert "differs in: runs" in words(result.stderr)
+    assert (out / "results.sqlite").read_bytes() == before
+
+
+def test_output_below_a_regular_file_is_refused_clearly(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_TOML)
+    (tmp_path / "afile").write_text("keep me")
+
+    result = relutrap(
+        "run", spec, "--out", tmp_path / "afile" / "sub", cache=tmp_path / "cache"
+    )
+
+    assert result.returncode == 2
+    assert "cannot create" in words(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_a_file_that_is_not_a_results_database_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.sqlite").write_text("not a database")
+
+    result = relutrap("summary", out, cache=tmp_path / "cache")
+
+    assert result.returncode == 2
+    assert "not a relutrap results database" in words(result.stderr)
+    assert (out / "results.sqlite").read_text() == "not a database"
 
 
 def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(tmp_path):

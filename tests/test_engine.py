@@ -148,3 +148,16 @@ def test_collapsed_runs_are_constant_and_certified_nonconvergent(make_cell):
     constant = dataclasses.replace(problem, target=Target(kind="constant"))
     constant_cell = dataclasses.replace(cell, problem=constant)
     assert not np.any(engine.certified_nonconvergent(constant_cell, outcomes))
+
+
+def test_a_constant_target_is_judged_by_its_absolute_risk(make_cell):
+    cell = make_cell(problem=Problem(evaluation_size=64, target=Target("constant")))
+    outcomes = engine.train_runs(cell, SEED, range(8))
+    variance = engine.target_variance(cell)
+
+    observed = engine.observed_nonconvergent(cell, outcomes, variance)
+
+    assert variance == 0
+    expected = ~(outcomes.final_risk <= cell.tolerance)
+    np.testing.assert_array_equal(observed, expected)
+    assert not np.any(engine.certified_nonconvergent(cell, outcomes))

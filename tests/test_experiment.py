@@ -228,3 +228,18 @@ def test_parser_raises_nothing_but_spec_errors(tiny_spec, path, value):
         for cell, runs in cells(spec):
             assert runs >= 1
             assert min(cell.architecture) >= 1
+
+
+def test_a_cell_listed_twice_is_refused():
+    data = {
+        "parts": [
+            {
+                "name": "a",
+                "width": [2, 2],
+                "optimizers": [{"name": "adam", "learning_rate": 0.01}],
+            }
+        ]
+    }
+
+    with pytest.raises(SpecError, match="appears twice"):
+        parse_spec(data)

@@ -3,6 +3,7 @@ import sqlite3
 import pytest
 
 from relutrap import backends
+from relutrap.api import summary
 from relutrap.experiment import parse_spec
 from relutrap.store import DATABASE, StoreError, open_for_reading, open_for_writing
 
@@ -107,3 +108,16 @@ def test_stored_spec_and_versions_are_recorded(tiny_spec, tmp_path):
     assert cell["runs"] == 8 and cell["optimal_risk"] == 0.0
     assert [run["run_index"] for run in runs] == list(range(8))
     assert all(run["revived"] == 0 for run in runs)
+
+
+def test_an_incomplete_study_says_so_in_its_summary(tiny_spec, tmp_path):
+    spec = parse_spec(tiny_spec)
+    backends.run_experiment(spec, tmp_path)
+    with sqlite3.connect(tmp_path / DATABASE) as connection:
+        connection.execute("DELETE FROM runs WHERE run_index >= 4")
+    connection.close()
+
+    (record,) = summary(tmp_path)
+
+    assert record["runs"] == 4
+    assert record["planned_runs"] == 8

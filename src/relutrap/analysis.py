@@ -25,10 +25,17 @@ from relutrap.theory import first_layer_inactivity, some_first_layer_inactivity
 CONFIDENCE = 0.95
 
 
-def proportion(successes: int, trials: int) -> dict:
-    """A fraction with its exact Clopper-Pearson interval."""
-    if trials == 0:
-        return {"count": 0, "runs": 0, "fraction": None, "low": None, "high": None}
+def proportion(successes: int | None, trials: int) -> dict:
+    """A fraction with its exact Clopper-Pearson interval; all ``None`` where the
+    count is unknown (``successes is None``) or there are no trials."""
+    if successes is None or trials == 0:
+        return {
+            "count": successes,
+            "runs": trials,
+            "fraction": None,
+            "low": None,
+            "high": None,
+        }
     interval = binomtest(successes, trials).proportion_ci(CONFIDENCE, method="exact")
     return {
         "count": int(successes),
@@ -73,6 +80,7 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
         "init": cell.init.scheme,
         "target": cell.problem.target.kind,
         "runs": n,
+        "planned_runs": stored["runs"],
         "tolerance": cell.tolerance,
         "optimal_risk": stored["optimal_risk"],
         "target_variance": variance,
@@ -87,10 +95,11 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
         "certified_nonconvergent": proportion(
             sum(run["certified_nonconvergent"] for run in runs), n
         ),
-        "observed_nonconvergent": (
-            proportion(sum(run["observed_nonconvergent"] for run in runs), n)
+        "observed_nonconvergent": proportion(
+            sum(run["observed_nonconvergent"] for run in runs)
             if observed_known
-            else None
+            else None,
+            n,
         ),
         "collapsed": proportion(sum(run["collapsed"] for run in runs), n),
         "revived": int(sum(run["revived"] for run in runs)),

@@ -117,6 +117,14 @@ def _interval(entry: dict | None) -> str:
     return f"{entry['fraction']:.2f} ({entry['low']:.2f}-{entry['high']:.2f})"
 
 
+def _architecture(widths: list[int]) -> str:
+    """``1-8-1``, or ``1-2(x16)-1`` for many hidden layers of one width."""
+    hidden = widths[1:-1]
+    if len(hidden) > 2 and len(set(hidden)) == 1:
+        return f"{widths[0]}-{hidden[0]}(x{len(hidden)})-{widths[-1]}"
+    return "-".join(str(width) for width in widths)
+
+
 def _table(records: list[dict]) -> Table:
     table = Table(
         title="Non-convergence per cell (95% Clopper-Pearson intervals)",
@@ -154,7 +162,7 @@ def _table(records: list[dict]) -> Table:
         relative = record["median_relative_risk"]
         table.add_row(
             record["part"],
-            "-".join(str(width) for width in record["architecture"]),
+            _architecture(record["architecture"]),
             record["optimizer"],
             f"{record['learning_rate']:g}",
             str(record["steps"]),
@@ -194,11 +202,21 @@ def summary(
         sys.stdout.write("\n")
     elif format is Format.csv:
         rows = [flatten(record) for record in records]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else [])
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     else:
         Console(width=max(Console().width, 210)).print(_table(records))
+    incomplete = [r for r in records if r["runs"] < r["planned_runs"]]
+    if incomplete or not records:
+        console.print(
+            f"[bold yellow]warning:[/] the study in {directory} is incomplete: "
+            f"{len(incomplete)} cell(s) hold fewer runs than planned; run it again "
+            "with the same spec to finish it"
+            if records
+            else f"[bold yellow]warning:[/] no run of {directory} has finished yet"
+        )
 
 
 def main():

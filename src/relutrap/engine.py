@@ -297,11 +297,15 @@ def certified_nonconvergent(cell: Cell, outcomes: Outcomes) -> np.ndarray:
 def observed_nonconvergent(
     cell: Cell, outcomes: Outcomes, variance: float
 ) -> np.ndarray | None:
-    """Runs whose final risk exceeds the optimal risk by more than the tolerance
-    (relative to ``variance``), or that diverged; ``None`` where the optimal risk is
-    not known."""
+    """Runs whose final risk exceeds the optimal risk by more than the tolerance, or
+    that diverged; ``None`` where the optimal risk is not known.
+
+    The excess risk is taken relative to ``variance`` (``Var f(X)``), and absolute
+    where the target is constant (variance 0).
+    """
     optimum = optimal_risk(cell.problem, cell.architecture)
     if optimum is None:
         return None
-    excess = (outcomes.final_risk - optimum) / max(variance, np.finfo(float).tiny)
+    scale = variance if variance > 0 else 1.0
+    excess = (outcomes.final_risk - optimum) / scale
     return ~(excess <= cell.tolerance) | (outcomes.diverged_step >= 0)

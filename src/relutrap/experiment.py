@@ -131,9 +131,9 @@ class PartSpec(_Strict):
     problem: ProblemSpec = ProblemSpec()
     init: InitSpec = InitSpec()
     width: list[Width] | None = Field(None, min_length=1)
-    depth: list[Annotated[int, Field(ge=1, le=1000)]] = Field([1], min_length=1)
-    hidden: list[Annotated[list[Width], Field(min_length=1)]] | None = Field(
-        None, min_length=1
+    depth: list[Annotated[int, Field(ge=1, le=64)]] = Field([1], min_length=1)
+    hidden: list[Annotated[list[Width], Field(min_length=1, max_length=64)]] | None = (
+        Field(None, min_length=1)
     )
     optimizers: list[OptimizerSpec] = Field(min_length=1)
     steps: int = Field(1000, ge=0, le=10_000_000)
@@ -173,6 +173,7 @@ class ExperimentSpec(_Strict):
         names = [part.name for part in self.parts]
         if len(set(names)) != len(names):
             raise ValueError(f"parts: names must be unique, got {names}")
+        cells(self)
         return self
 
 
@@ -243,6 +244,10 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
                 checkpoints=spec.checkpoints,
             )
             expanded.append((cell, part.runs or spec.runs))
+    identities = [cell.identity for cell, _ in expanded]
+    for cell, _ in expanded:
+        if identities.count(cell.identity) > 1:
+            raise ValueError(f"parts: the cell '{cell.label()}' appears twice")
     return expanded
 
 

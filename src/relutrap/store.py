@@ -113,9 +113,15 @@ class Store:
                     "INSERT INTO experiment VALUES (?, ?)", entries.items()
                 )
         elif stored != text:
+            differing = sorted(
+                key
+                for key in set(spec) | set(json.loads(stored))
+                if spec.get(key) != json.loads(stored).get(key)
+            )
             raise StoreError(
-                f"{self.directory} holds the results of a different spec; "
-                "run it with its own spec to resume, or choose another --out"
+                f"{self.directory} holds the results of a different spec "
+                f"(it differs in: {', '.join(differing)}); run it with its own spec "
+                "to resume, or choose another --out"
             )
 
     def add_cell(
@@ -215,7 +221,10 @@ def open_for_writing(directory: str | Path):
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise StoreError(f"{directory} exists and is not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(f"cannot create {directory}: {error.strerror}") from None
     with open(directory / LOCK, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,7 +234,11 @@ def open_for_writing(directory: str | Path):
                 "wait for it to finish or choose another --out"
             ) from None
         connection = _connect(directory / DATABASE)
-        connection.executescript(_SCHEMA)
+        try:
+            connection.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise StoreError(f"{directory / DATABASE}: {error}") from None
         try:
             yield Store(directory, connection)
         finally:
@@ -240,6 +253,12 @@ def open_for_reading(directory: str | Path):
         raise StoreError(f"{directory} holds no relutrap results ({DATABASE} missing)")
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
     try:
-        yield Store(Path(directory), connection)
+        store = Store(Path(directory), connection)
+        store.experiment()
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise StoreError(f"{path}: not a relutrap results database ({error})") from None
+    try:
+        yield store
     finally:
         connection.close()
