@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relutrap import inactivity, optimizers
+from relutrap import inactivity
 from relutrap.cells import Cell, run_key
 from relutrap.init import initialize
 from relutrap.networks import (
@@ -119,7 +119,7 @@ def _compiled_training(cell: Cell):
     arch = cell.architecture
     dtype = jnp.dtype(cell.dtype)
     problem = cell.problem
-    method = optimizers.make(cell.optimizer, cell.learning_rate, **dict(cell.settings))
+    method = cell.method()
     evaluation = evaluation_inputs(problem, dtype)
     evaluation_targets = target_values(problem, arch, evaluation).astype(dtype)
     checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
@@ -145,9 +145,9 @@ def _compiled_training(cell: Cell):
         targets = target_values(problem, arch, inputs).astype(dtype)
         point = params
         if method.lookahead is not None:
-            point = _tree_add(params, method.lookahead(state))
+            point = _tree_add(params, method.lookahead(state, step))
         (value, activity), gradient = gradient_of_loss(point, inputs, targets)
-        updates, state = method.update(gradient, state, step)
+        updates, state = method.update(gradient, state, step, params)
         return _tree_add(params, updates), state, value, activity
 
     step_all = jax.vmap(train_one_step, in_axes=(0, 0, 0, None))
