@@ -123,3 +123,38 @@ def test_summary_of_a_missing_directory_fails_clearly(tmp_path):
     assert "nowhere" in words(result.stderr)
     assert "Traceback" not in result.stderr
     assert not missing.exists()
+
+
+def test_optimizers_lists_every_method_and_convention(tmp_path):
+    result = relutrap("optimizers", "--format", "json", cache=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    rows = {(row["name"], row["convention"]): row for row in json.loads(result.stdout)}
+    assert ("adadelta", "book") in rows and ("nadamax", "book") in rows
+    assert ("amsgrad", "paper") in rows and ("adam", "keras") in rows
+    assert not any(rows["adamax", "paper"]["premise_holds"].values())
+    assert rows["adam", "book"]["premise_holds"] == {
+        "float32": True,
+        "float64": True,
+        "bfloat16": False,
+        "float16": False,
+    }
+    assert "Theta_n" in rows["momentum", "torch"]["formula"]
+
+
+def test_summary_warns_where_the_premise_fails(tmp_path):
+    spec = tmp_path / "decay.toml"
+    spec.write_text(
+        TINY_TOML.replace("width = [1, 2]", "width = [1]").replace(
+            'name = "adam"', 'name = "adamax"\nconvention = "paper"'
+        )
+    )
+    out = tmp_path / "out"
+    ran = relutrap("run", spec, "--out", out, cache=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+
+    result = relutrap("summary", out, "--format", "json", cache=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["premise_holds"] is False
+    assert "premise does not hold" in words(result.stderr)

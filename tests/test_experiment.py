@@ -5,6 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relutrap import cells as cells_module
 from relutrap import optimizers
 from relutrap.experiment import (
     SpecError,
@@ -46,6 +47,22 @@ BAD_FIELDS = [
     (("parts", 0, "init", "scheme"), "xavier", ["parts.0.init.scheme"]),
     (("parts", 0, "problem", "target"), "cosine", ["parts.0.problem.target"]),
     (("dtype",), "float16", ["dtype"]),
+    (
+        ("parts", 0, "optimizers", 0, "convention"),
+        "keras2",
+        ["parts.0.optimizers.0", "convention", "'book'", "'keras'"],
+    ),
+    (
+        ("parts", 0, "optimizers", 0, "schedule"),
+        {"kind": "cosine", "factor": 0.5},
+        ["parts.0.optimizers.0.schedule", "factor", "final"],
+    ),
+    (
+        ("parts", 0, "optimizers", 0, "schedule"),
+        {"kind": "linear"},
+        ["parts.0.optimizers.0.schedule.kind", "cosine"],
+    ),
+    (("parts", 0, "optimizers", 0, "name"), "optax:nothing", ["optax", "nothing"]),
 ]
 
 
@@ -231,3 +248,39 @@ def test_parser_raises_nothing_but_spec_errors(tiny_spec, path, value):
         for cell, runs in cells(spec):
             assert runs >= 1
             assert min(cell.architecture) >= 1
+
+
+def test_convention_and_schedule_reach_the_cell_and_its_stream(tiny_spec):
+    plain = cells(parse_spec(tiny_spec))[0][0]
+    optimizer = tiny_spec["parts"][0]["optimizers"][0]
+    optimizer.update(convention="torch", schedule={"kind": "cosine", "final": 0.01})
+    changed = cells(parse_spec(tiny_spec))[0][0]
+
+    assert plain.convention == "book" and plain.schedule == ()
+    assert changed.convention == "torch"
+    assert changed.schedule == (("final", 0.01), ("kind", "cosine"))
+    assert changed.stream != plain.stream
+    # A book cell with a constant rate keeps the identity it had before these
+    # fields existed.
+    record = plain.as_record()
+    del record["convention"], record["schedule"]
+    assert plain.identity == cells_module._digest(record)
+
+
+def test_an_optax_optimizer_takes_its_keyword_arguments(tiny_spec):
+    tiny_spec["parts"][0]["optimizers"] = [
+        {
+            "name": "optax:adamw",
+            "learning_rate": 0.001,
+            "settings": {"weight_decay": 0.1, "nesterov": True},
+        }
+    ]
+    cell = cells(parse_spec(tiny_spec))[0][0]
+
+    assert cell.optimizer == "optax:adamw"
+    assert dict(cell.settings) == {"weight_decay": 0.1, "nesterov": True}
+    bad = with_change(
+        tiny_spec, ("parts", 0, "optimizers", 0, "settings"), {"colour": 1.0}
+    )
+    with pytest.raises(SpecError, match="colour"):
+        parse_spec(bad)

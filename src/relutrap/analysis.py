@@ -6,16 +6,21 @@ fractions of certified and observed non-convergent runs and of collapsed runs, e
 with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
 the theorem's optimizer class); the median final risk; and how many of the runs
 without any certified inactive neuron converged, which separates the mechanism of
-the theorem from other ways of failing.
+the theorem from other ways of failing.  ``premise_holds`` says whether the cell's
+optimizer keeps coordinates without gradient fixed in the cell's dtype (see
+:func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
+says nothing about the cell.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 from scipy.stats import binomtest
 
+from relutrap import optimizers
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
@@ -44,6 +49,13 @@ def _median(values: list[float | None]) -> float | None:
     return float(np.median(finite)) if finite else None
 
 
+@functools.lru_cache(maxsize=256)
+def premise_holds(cell: Cell) -> bool:
+    """Whether the cell's optimizer never moves a coordinate whose gradients all
+    vanished, in the cell's dtype: the premise of the theorem."""
+    return optimizers.zero_gradient_invariance(cell.method(), cell.dtype)
+
+
 def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
     """The summary record of one cell from its stored row and its runs."""
     arch = cell.architecture
@@ -67,6 +79,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
         "width": arch[1],
         "depth": len(arch) - 2,
         "optimizer": cell.optimizer,
+        "convention": cell.convention,
+        "schedule": dict(cell.schedule) or {"kind": "constant"},
+        "premise_holds": premise_holds(cell),
         "learning_rate": cell.learning_rate,
         "steps": cell.steps,
         "batch_size": cell.batch_size,

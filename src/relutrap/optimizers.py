@@ -722,7 +722,8 @@ def formula(name: str, convention: str = "book") -> str:
     check_convention(name, convention)
     factory = OPTIMIZERS[name][convention]
     factory = getattr(factory, "func", factory)
-    return " ".join(inspect.getdoc(factory).split("\n\n")[0].split())
+    paragraph = inspect.getdoc(factory).split("\n\n")[0]
+    return " ".join(paragraph.replace("``", "").split())
 
 
 def from_optax(transform, schedule: Callable | None = None) -> Method:
