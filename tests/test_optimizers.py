@@ -433,3 +433,18 @@ def test_an_optax_optimizer_by_name_reads_the_parameters():
             jnp.zeros(2, jnp.float64), method.init(params), jnp.int32(1), params
         )
     close(np.asarray(update), -0.1 * 0.5 * np.ones(2))
+
+
+def test_a_schedule_scales_an_optax_optimizer():
+    halving = schedules.make("step", 10, factor=0.5, every=2)
+    with jax.enable_x64(True):
+        method = optimizers.make("optax:sgd", 0.1, schedule=halving)
+        params = jnp.zeros(1, jnp.float64)
+        state = method.init(params)
+        updates = []
+        for n in range(1, 6):
+            update, state = method.update(
+                jnp.ones(1, jnp.float64), state, jnp.int32(n), params
+            )
+            updates.append(float(update[0]))
+    close(updates, -0.1 * np.array([1, 1, 0.5, 0.5, 0.25]))

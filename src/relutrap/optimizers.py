@@ -746,6 +746,17 @@ def from_optax(transform, schedule: Callable | None = None) -> Method:
     return Method(transform.init, update)
 
 
+def as_method(optimizer) -> Method:
+    """A :class:`Method` as it is, or an optax ``GradientTransformation`` adapted."""
+    if isinstance(optimizer, Method):
+        return optimizer
+    if callable(getattr(optimizer, "init", None)) and callable(
+        getattr(optimizer, "update", None)
+    ):
+        return from_optax(optimizer)
+    raise TypeError(f"not an optimizer: {optimizer!r}")
+
+
 def _optax_factory(name: str):
     import optax
 
@@ -812,8 +823,7 @@ def zero_gradient_invariance(
     divides 0 by 0 (Adamax without epsilon), fails it.  ``method`` is a
     :class:`Method` or an optax ``GradientTransformation``.
     """
-    if not isinstance(method, Method):
-        method = from_optax(method)
+    method = as_method(method)
     rng = np.random.default_rng(seed)
     size = 12 if zero is None else len(zero)
     zero = np.arange(size) % 2 == 0 if zero is None else np.asarray(zero, bool)
