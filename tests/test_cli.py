@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+import relutrap as relutrap_api
+from relutrap.cli import app
 
 RELUTRAP = Path(sys.executable).parent / "relutrap"
 
@@ -125,10 +129,10 @@ def test_summary_of_a_missing_directory_fails_clearly(tmp_path):
     assert not missing.exists()
 
 
-def test_optimizers_lists_every_method_and_convention(tmp_path):
-    result = relutrap("optimizers", "--format", "json", cache=tmp_path)
+def test_optimizers_lists_every_method_and_convention():
+    result = CliRunner().invoke(app, ["optimizers", "--format", "json"])
 
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     rows = {(row["name"], row["convention"]): row for row in json.loads(result.stdout)}
     assert ("adadelta", "book") in rows and ("nadamax", "book") in rows
     assert ("amsgrad", "paper") in rows and ("adam", "keras") in rows
@@ -142,19 +146,24 @@ def test_optimizers_lists_every_method_and_convention(tmp_path):
     assert "Theta_n" in rows["momentum", "torch"]["formula"]
 
 
-def test_summary_warns_where_the_premise_fails(tmp_path):
-    spec = tmp_path / "decay.toml"
-    spec.write_text(
-        TINY_TOML.replace("width = [1, 2]", "width = [1]").replace(
-            'name = "adam"', 'name = "adamax"\nconvention = "paper"'
-        )
-    )
-    out = tmp_path / "out"
-    ran = relutrap("run", spec, "--out", out, cache=tmp_path)
-    assert ran.returncode == 0, ran.stderr
+def test_summary_warns_where_the_premise_fails(tiny_spec, tmp_path):
+    tiny_spec["parts"][0]["steps"] = 5
+    tiny_spec["parts"][0]["optimizers"] = [
+        {"name": "adam", "learning_rate": 0.01, "convention": "keras"},
+        {"name": "adamax", "learning_rate": 0.01, "convention": "paper"},
+        {
+            "name": "optax:adamw",
+            "learning_rate": 0.01,
+            "settings": {"weight_decay": 0.01},
+        },
+    ]
+    records = relutrap_api.study(tiny_spec, out=tmp_path, runs=2)
 
-    result = relutrap("summary", out, "--format", "json", cache=tmp_path)
+    result = CliRunner().invoke(app, ["summary", str(tmp_path)])
 
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)[0]["premise_holds"] is False
+    assert [record["premise_holds"] for record in records] == [True, False, False]
+    assert records[0]["convention"] == "keras"
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2
     assert "premise does not hold" in words(result.stderr)

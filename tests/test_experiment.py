@@ -267,6 +267,17 @@ def test_convention_and_schedule_reach_the_cell_and_its_stream(tiny_spec):
     assert plain.identity == cells_module._digest(record)
 
 
+def test_a_spec_without_the_new_fields_dumps_as_before(tiny_spec):
+    dumped = parse_spec(tiny_spec).model_dump(mode="json")
+    optimizer = dumped["parts"][0]["optimizers"][0]
+
+    assert set(optimizer) == {"name", "learning_rate", "steps", "settings"}
+    assert parse_spec(dumped) == parse_spec(tiny_spec)
+    tiny_spec["parts"][0]["optimizers"][0]["schedule"] = {"kind": "step"}
+    dumped = parse_spec(tiny_spec).model_dump(mode="json")
+    assert parse_spec(dumped) == parse_spec(tiny_spec)
+
+
 def test_an_optax_optimizer_takes_its_keyword_arguments(tiny_spec):
     tiny_spec["parts"][0]["optimizers"] = [
         {

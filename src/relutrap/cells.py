@@ -122,7 +122,11 @@ class Cell:
     def label(self) -> str:
         """A short human-readable name."""
         widths = "-".join(str(width) for width in self.architecture)
-        return f"{self.part}: {widths} {self.optimizer} lr={self.learning_rate:g}"
+        convention = "" if self.convention == "book" else f" ({self.convention})"
+        return (
+            f"{self.part}: {widths} {self.optimizer}{convention} "
+            f"lr={self.learning_rate:g}"
+        )
 
 
 def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:

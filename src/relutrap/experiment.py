@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from relutrap import optimizers, schedules
 from relutrap.cells import Cell
@@ -180,6 +187,17 @@ class OptimizerSpec(_Strict):
             if name in ("alpha", "beta", "rho") and not 0 <= value < 1:
                 raise ValueError(f"settings.{name}: must be in [0, 1), got {value}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler):
+        # A book method at a constant rate dumps as before these fields existed, so
+        # that stored studies keep their spec and resume.
+        data = handler(self)
+        if self.convention == "book":
+            data.pop("convention", None)
+        if self.schedule.kind == "constant":
+            data.pop("schedule", None)
+        return data
 
     def _optax_settings(self):
         import optax

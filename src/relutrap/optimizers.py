@@ -28,9 +28,11 @@ one of them:
 
 Below ``g_n`` is the gradient of step n, products, powers and maxima are elementwise
 and ``gamma`` (``gamma_n`` under a learning-rate schedule, see
-:mod:`relutrap.schedules`) is the learning rate.  Every convention keeps the names
-``alpha`` (first moment or momentum), ``beta`` (second moment) and ``epsilon`` for
-its hyperparameters; only their defaults follow the library.
+:mod:`relutrap.schedules`) is the learning rate.  Every convention keeps the book's
+names for the hyperparameters, ``alpha`` (first moment or momentum), ``beta`` (second
+moment), ``epsilon`` (``rho`` for Adadelta's decay), whatever the library calls them;
+their defaults follow the library.  :func:`zero_gradient_invariance` checks the
+theorem's premise for any method in a given dtype.
 """
 
 from __future__ import annotations
@@ -780,6 +782,8 @@ def make(
     ``"optax:<alias>"`` builds ``optax.<alias>(learning_rate=..., **settings)``.
     """
     if name.startswith(OPTAX_PREFIX):
+        if convention != "book":
+            raise ValueError(f"{name} has no conventions, got {convention!r}")
         transform = _optax_factory(name)(learning_rate=learning_rate, **settings)
         return from_optax(transform, schedule)
     check_convention(name, convention)
