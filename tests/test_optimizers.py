@@ -342,13 +342,25 @@ def test_conventions_differ_in_momentum_and_defaults():
 # --- the theorem's premise ----------------------------------------------------------
 
 
-def expected_invariance(name, convention):
-    return (name, convention) != ("adamax", "paper")
+def expected_invariance(name, convention, dtype):
+    """The premise holds in float32 and float64 for every method but Adamax without
+    epsilon; in bfloat16 and float16 it depends on how the defaults round (see
+    :func:`test_low_precision_breaks_the_premise_of_some_defaults`), and it must not
+    depend on the data."""
+    if dtype in ("float32", "float64"):
+        return (name, convention) != ("adamax", "paper")
+    return default_invariance(name, convention, dtype)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@functools.cache
+def default_invariance(name, convention, dtype):
+    method = optimizers.make(name, 0.05, convention)
+    return optimizers.zero_gradient_invariance(method, dtype)
+
+
+@pytest.mark.parametrize("dtype", optimizers.INVARIANCE_DTYPES)
 @pytest.mark.parametrize(("name", "convention"), METHODS)
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(
     zero=arrays(np.bool_, (6,)),
     seed=st.integers(0, 2**32 - 1),
@@ -363,7 +375,7 @@ def test_zero_gradient_coordinates_never_move(
         method, dtype, zero=zero, seed=seed, scale=scale
     )
 
-    assert holds == (expected_invariance(name, convention) or not zero.any())
+    assert holds == (expected_invariance(name, convention, dtype) or not zero.any())
 
 
 def test_invariance_fails_for_weight_decay_and_a_moving_method():

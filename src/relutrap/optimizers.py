@@ -626,7 +626,9 @@ def nadamax(
     Adamax, ``Theta_n = Theta_{n-1} - gamma [alpha m_n / (1 - alpha^(n+1))
     + (1 - alpha) g_n / (1 - alpha^n)] / (epsilon + u_n)``.
 
-    Dozat (2016) names the method; neither PyTorch nor optax 0.2 ship it.
+    Dozat's (2016) Nesterov step over the infinity norm of Kingma and Ba (2014,
+    arXiv:1412.6980); neither PyTorch nor optax 0.2.8 ship it, so it has only the
+    book's convention (epsilon beside the norm, as in the book's Adamax).
     """
 
     def update(g, state, step, gamma):
