@@ -108,7 +108,14 @@ class Cell:
         return int(_digest(record)[:8], 16) & 0x7FFFFFFF
 
     def method(self) -> optimizers.Method:
-        """The cell's optimizer with its learning rate, schedule and settings."""
+        """The cell's optimizer with its learning rate, schedule and settings.
+
+        A ``custom:`` optimizer is not known to the cell: it raises ``ValueError``.
+        """
+        if self.optimizer.startswith(optimizers.CUSTOM_PREFIX):
+            raise ValueError(
+                f"{self.optimizer} is given from Python; pass it to the study"
+            )
         schedule = dict(self.schedule)
         kind = schedule.pop("kind", "constant")
         return optimizers.make(

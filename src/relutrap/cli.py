@@ -105,7 +105,7 @@ def run(
 
         try:
             run_experiment(parsed, out, advance)
-        except StoreError as error:
+        except (StoreError, SpecError) as error:
             _fail(str(error))
         progress.update(task, description=parsed.name)
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
@@ -160,7 +160,8 @@ def _table(records: list[dict]) -> Table:
         table.add_row(
             record["part"],
             "-".join(str(width) for width in record["architecture"]),
-            optimizer + ("" if record["premise_holds"] else " (!)"),
+            optimizer
+            + {True: "", False: " (!)", None: " (?)"}[record["premise_holds"]],
             f"{record['learning_rate']:g}",
             str(record["steps"]),
             str(record["runs"]),
@@ -195,7 +196,7 @@ def summary(
     except StoreError as error:
         _fail(str(error))
     for record in records:
-        if not record["premise_holds"]:
+        if record["premise_holds"] is False:
             console.print(
                 f"[bold yellow]warning:[/] cell {record['part']} "
                 f"{'-'.join(map(str, record['architecture']))} "

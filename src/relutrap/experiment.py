@@ -155,11 +155,12 @@ class OptimizerSpec(_Strict):
     @classmethod
     def _known_name(cls, name):
         if name not in optimizers.OPTIMIZERS and not name.startswith(
-            optimizers.OPTAX_PREFIX
+            (optimizers.OPTAX_PREFIX, optimizers.CUSTOM_PREFIX)
         ):
             raise ValueError(
                 f"unknown optimizer {name!r}; allowed: {tuple(optimizers.OPTIMIZERS)}"
-                f" or {optimizers.OPTAX_PREFIX}<name of an optax optimizer>"
+                f", {optimizers.OPTAX_PREFIX}<name of an optax optimizer> or "
+                f"{optimizers.CUSTOM_PREFIX}<name of a transform given from Python>"
             )
         return name
 
@@ -167,6 +168,13 @@ class OptimizerSpec(_Strict):
     def _known_settings(self):
         if self.name.startswith(optimizers.OPTAX_PREFIX):
             return self._optax_settings()
+        if self.name.startswith(optimizers.CUSTOM_PREFIX):
+            if self.settings or self.convention != "book":
+                raise ValueError(
+                    f"{self.name}: a transform given from Python takes no settings "
+                    "and no convention"
+                )
+            return self
         if self.convention not in optimizers.conventions(self.name):
             raise ValueError(
                 f"convention: {self.convention!r} unknown for {self.name}; "

@@ -691,6 +691,8 @@ OPTIMIZERS: dict[str, dict[str, Callable[..., Method]]] = {
 }
 
 OPTAX_PREFIX = "optax:"
+# A cell's optimizer "custom:<name>" is a transform given to the study from Python.
+CUSTOM_PREFIX = "custom:"
 
 
 def conventions(name: str) -> tuple[str, ...]:
