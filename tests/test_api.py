@@ -51,3 +51,23 @@ def test_cells_that_differ_only_in_steps_are_both_run(tiny_spec, tmp_path):
     records = relutrap.study(tiny_spec, out=tmp_path, runs=4)
 
     assert sorted(record["steps"] for record in records) == [10, 30]
+
+
+def test_a_gradient_transformation_from_python_trains_a_cell(tiny_spec, tmp_path):
+    import optax
+
+    tiny_spec["parts"][0]["steps"] = 5
+    tiny_spec["parts"][0]["optimizers"] = [
+        {"name": "custom:decaying", "learning_rate": 0.01}
+    ]
+    with pytest.raises(SpecError, match="decaying"):
+        relutrap.study(tiny_spec, out=tmp_path / "missing", runs=2)
+
+    transform = optax.adamw(0.01, weight_decay=0.1)
+    records = relutrap.study(
+        tiny_spec, out=tmp_path, runs=2, custom={"decaying": transform}
+    )
+
+    assert records[0]["optimizer"] == "custom:decaying"
+    assert records[0]["premise_holds"] is False
+    assert relutrap.summary(tmp_path)[0]["premise_holds"] is None

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+import relutrap as relutrap_api
+from relutrap.cli import app
 
 RELUTRAP = Path(sys.executable).parent / "relutrap"
 
@@ -179,3 +183,43 @@ def test_summary_of_a_missing_directory_fails_clearly(tmp_path):
     assert "nowhere" in words(result.stderr)
     assert "Traceback" not in result.stderr
     assert not missing.exists()
+
+
+def test_optimizers_lists_every_method_and_convention():
+    result = CliRunner().invoke(app, ["optimizers", "--format", "json"])
+
+    assert result.exit_code == 0, result.output
+    rows = {(row["name"], row["convention"]): row for row in json.loads(result.stdout)}
+    assert ("adadelta", "book") in rows and ("nadamax", "book") in rows
+    assert ("amsgrad", "paper") in rows and ("adam", "keras") in rows
+    assert not any(rows["adamax", "paper"]["premise_holds"].values())
+    assert rows["adam", "book"]["premise_holds"] == {
+        "float32": True,
+        "float64": True,
+        "bfloat16": False,
+        "float16": False,
+    }
+    assert "Theta_n" in rows["momentum", "torch"]["formula"]
+
+
+def test_summary_warns_where_the_premise_fails(tiny_spec, tmp_path):
+    tiny_spec["parts"][0]["steps"] = 5
+    tiny_spec["parts"][0]["optimizers"] = [
+        {"name": "adam", "learning_rate": 0.01, "convention": "keras"},
+        {"name": "adamax", "learning_rate": 0.01, "convention": "paper"},
+        {
+            "name": "optax:adamw",
+            "learning_rate": 0.01,
+            "settings": {"weight_decay": 0.01},
+        },
+    ]
+    records = relutrap_api.study(tiny_spec, out=tmp_path, runs=2)
+
+    result = CliRunner().invoke(app, ["summary", str(tmp_path)])
+
+    assert [record["premise_holds"] for record in records] == [True, False, False]
+    assert records[0]["convention"] == "keras"
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert "premise does not hold" in words(result.stderr)

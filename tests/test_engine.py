@@ -126,6 +126,34 @@ def test_no_certified_neuron_revives(name, make_cell):
     assert np.all(outcomes.certified_end >= outcomes.certified_init)
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"optimizer": "nesterov", "convention": "torch"},
+        {"optimizer": "optax:adamw", "settings": (("weight_decay", 0.1),)},
+        {"optimizer": "adam", "schedule": (("final", 0.1), ("kind", "cosine"))},
+    ],
+    ids=["torch-nesterov", "optax-adamw", "cosine-adam"],
+)
+def test_conventions_schedules_and_optax_train(changes, make_cell):
+    cell = make_cell(learning_rate=0.05, **changes)
+
+    outcomes = engine.train_runs(cell, SEED, range(4))
+
+    assert np.all(np.isfinite(outcomes.final_risk))
+    assert np.all(outcomes.final_risk < outcomes.checkpoint_risk[:, 0])
+
+
+def test_an_optax_transform_trains_a_cell_like_its_name(make_cell):
+    import optax
+
+    cell = make_cell(optimizer="optax:adam", learning_rate=0.05)
+    by_name = engine.train_runs(cell, SEED, range(4))
+    by_transform = engine.train_runs(cell, SEED, range(4), optax.adam(0.05))
+
+    np.testing.assert_array_equal(by_name.final_risk, by_transform.final_risk)
+
+
 def test_collapsed_runs_are_constant_and_certified_nonconvergent(make_cell):
     # Biases -0.5 and N(0, 1) weights on [0, 1]: a neuron is dead iff its weight is
     # at most 0.5, so about half of the width-2 networks are collapsed.

@@ -6,16 +6,21 @@ fractions of certified and observed non-convergent runs and of collapsed runs, e
 with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
 the theorem's optimizer class); the median final risk; and how many of the runs
 without any certified inactive neuron converged, which separates the mechanism of
-the theorem from other ways of failing.
+the theorem from other ways of failing.  ``premise_holds`` says whether the cell's
+optimizer keeps coordinates without gradient fixed in the cell's dtype (see
+:func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
+says nothing about the cell.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 from scipy.stats import binomtest
 
+from relutrap import optimizers
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
@@ -51,8 +56,21 @@ def _median(values: list[float | None]) -> float | None:
     return float(np.median(finite)) if finite else None
 
 
-def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
-    """The summary record of one cell from its stored row and its runs."""
+@functools.lru_cache(maxsize=256)
+def premise_holds(cell: Cell, transform=None) -> bool | None:
+    """Whether the cell's optimizer (or ``transform``, for a ``custom:`` one) never
+    moves a coordinate whose gradients all vanished, in the cell's dtype: the
+    premise of the theorem.  ``None`` for a ``custom:`` optimizer not given."""
+    if cell.optimizer.startswith(optimizers.CUSTOM_PREFIX):
+        if transform is None:
+            return None
+        return optimizers.zero_gradient_invariance(transform, cell.dtype)
+    return optimizers.zero_gradient_invariance(cell.method(), cell.dtype)
+
+
+def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
+    """The summary record of one cell from its stored row and its runs
+    (``transform``: the optimizer of a ``custom:`` cell, if known)."""
     arch = cell.architecture
     p = first_layer_inactivity(cell.init, arch, cell.problem.low, cell.problem.high)
     some = some_first_layer_inactivity(p, arch[1])
@@ -74,6 +92,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
         "width": arch[1],
         "depth": len(arch) - 2,
         "optimizer": cell.optimizer,
+        "convention": cell.convention,
+        "schedule": dict(cell.schedule) or {"kind": "constant"},
+        "premise_holds": premise_holds(cell, transform),
         "learning_rate": cell.learning_rate,
         "steps": cell.steps,
         "batch_size": cell.batch_size,
@@ -122,8 +143,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict]) -> dict:
     }
 
 
-def summarize(store: Store) -> list[dict]:
-    """One summary record per cell of the stored experiment, in grid order."""
+def summarize(store: Store, custom: dict | None = None) -> list[dict]:
+    """One summary record per cell of the stored experiment, in grid order;
+    ``custom`` holds the transforms of its ``custom:`` optimizers, by name."""
     spec = parse_spec(store.spec(), "stored spec")
     by_identity = {cell.identity: cell for cell, _ in expand_cells(spec)}
     records = []
@@ -131,7 +153,9 @@ def summarize(store: Store) -> list[dict]:
         cell = by_identity[stored["cell"]]
         runs = store.runs(stored["cell"])
         if runs:
-            records.append(summarize_cell(cell, stored, runs))
+            name = cell.optimizer.removeprefix(optimizers.CUSTOM_PREFIX)
+            transform = (custom or {}).get(name) if name != cell.optimizer else None
+            records.append(summarize_cell(cell, stored, runs, transform))
     return records
 
 

@@ -16,6 +16,7 @@ def study(
     out: str | Path | None = None,
     runs: int | None = None,
     as_frame: bool = False,
+    custom: dict | None = None,
 ):
     """Run a study (resuming what ``out`` already holds) and summarize it per cell.
 
@@ -26,6 +27,10 @@ def study(
         runs: if given, the number of runs of every cell.
         as_frame: return a :class:`pandas.DataFrame` with flat columns instead of a
             list of records.
+        custom: optax ``GradientTransformation``s (or
+            :class:`relutrap.optimizers.Method`s) by name, for the spec's optimizers
+            named ``custom:<name>``.  The name stands for the transform in the
+            store: give a different transform a different name.
 
     Returns:
         one summary record per cell (see :func:`relutrap.analysis.summarize_cell`).
@@ -44,19 +49,20 @@ def study(
 
     if out is None:
         with tempfile.TemporaryDirectory(prefix="relutrap-") as directory:
-            return _run_and_summarize(parsed, directory, as_frame)
-    return _run_and_summarize(parsed, out, as_frame)
+            return _run_and_summarize(parsed, directory, as_frame, custom)
+    return _run_and_summarize(parsed, out, as_frame, custom)
 
 
-def _run_and_summarize(spec: ExperimentSpec, directory, as_frame: bool):
-    run_experiment(spec, directory)
-    return summary(directory, as_frame)
+def _run_and_summarize(spec: ExperimentSpec, directory, as_frame: bool, custom):
+    run_experiment(spec, directory, custom=custom)
+    return summary(directory, as_frame, custom)
 
 
-def summary(directory: str | Path, as_frame: bool = False):
-    """The per-cell summary of a stored study."""
+def summary(directory: str | Path, as_frame: bool = False, custom: dict | None = None):
+    """The per-cell summary of a stored study (``custom`` as in :func:`study`; a
+    ``custom:`` cell without its transform has ``premise_holds`` None)."""
     with open_for_reading(directory) as store:
-        records = summarize(store)
+        records = summarize(store, custom)
     if as_frame:
         import pandas as pd
 

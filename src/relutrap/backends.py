@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from relutrap import engine
-from relutrap.experiment import ExperimentSpec, cells, chunks
+from relutrap import engine, optimizers
+from relutrap.experiment import ExperimentSpec, SpecError, cells, chunks
 from relutrap.problems import optimal_risk
 from relutrap.store import open_for_writing
 
@@ -22,18 +22,38 @@ def total_runs(spec: ExperimentSpec) -> int:
     return sum(runs for _, runs in cells(spec))
 
 
+def custom_transforms(spec: ExperimentSpec, custom: dict | None) -> dict:
+    """The given transforms by the full names of the cells that use them; raise
+    :class:`SpecError` for a ``custom:`` name without one."""
+    custom = custom or {}
+    named = {}
+    for cell, _ in cells(spec):
+        if cell.optimizer.startswith(optimizers.CUSTOM_PREFIX):
+            name = cell.optimizer.removeprefix(optimizers.CUSTOM_PREFIX)
+            if name not in custom:
+                raise SpecError(
+                    f"optimizer {cell.optimizer}: no transform named {name!r} given"
+                )
+            named[cell.optimizer] = custom[name]
+    return named
+
+
 def run_experiment(
     spec: ExperimentSpec,
     directory: str | Path,
     on_progress: Callable[[int, str], None] | None = None,
+    custom: dict | None = None,
 ) -> None:
     """Train every run of ``spec`` not yet in the store at ``directory``.
 
     Args:
         on_progress: called with the number of runs just finished (or found already
             stored) and the label of their cell.
+        custom: the optimizers named ``custom:<name>`` in the spec, by name: optax
+            ``GradientTransformation``s or :class:`relutrap.optimizers.Method`s.
     """
     planned = cells(spec)
+    transforms = custom_transforms(spec, custom)
     variances = [engine.target_variance(cell) for cell, _ in planned]
     report = on_progress or (lambda count, label: None)
     with open_for_writing(directory) as store:
@@ -55,7 +75,9 @@ def run_experiment(
             for chunk in chunks(runs, size):
                 missing = [index for index in chunk if index not in stored]
                 if missing:
-                    outcomes = engine.train_runs(cell, spec.seed, missing)
+                    outcomes = engine.train_runs(
+                        cell, spec.seed, missing, transforms.get(cell.optimizer)
+                    )
                     store.add_runs(
                         cell,
                         outcomes,

@@ -12,14 +12,19 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 
+from relutrap import optimizers, schedules
 from relutrap.init import Initialization
 from relutrap.networks import Architecture, architecture
 from relutrap.problems import Problem
 
 _NOT_IN_STREAM = ("part", "steps", "tolerance", "checkpoints")
+# Fields added later: left out of the hashes at their defaults, so that the cells
+# of earlier studies keep their identity and their runs.
+_DEFAULTS = {"convention": "book", "schedule": ()}
 
 
 def _digest(record: dict) -> str:
@@ -36,8 +41,9 @@ class Cell:
         problem: input law, domain and target.
         hidden: the hidden widths ``(l1, ..., lL)``.
         init: the initialization scheme.
-        optimizer: the method's name (see :mod:`relutrap.optimizers`).
-        learning_rate: the constant learning rate gamma.
+        optimizer: the method's name (see :mod:`relutrap.optimizers`), or
+            ``"optax:<alias>"`` for an optax optimizer.
+        learning_rate: the learning rate gamma (at step 1 of a schedule's factor 1).
         settings: the method's other hyperparameters, as sorted ``(name, value)``.
         steps: the number of training steps.
         batch_size: inputs drawn per step.
@@ -45,6 +51,11 @@ class Cell:
             most this.
         dtype: ``float32`` or ``float64``.
         checkpoints: how many log-spaced steps record the risk.
+        convention: whose update rule the name means: ``book``, ``torch``,
+            ``optax``, ``keras`` or ``paper`` (see :mod:`relutrap.optimizers`).
+        schedule: the learning-rate schedule as sorted ``(name, value)`` pairs, one
+            of them ``("kind", ...)`` (see :mod:`relutrap.schedules`); empty for a
+            constant rate.
     """
 
     part: str
@@ -53,12 +64,14 @@ class Cell:
     init: Initialization
     optimizer: str
     learning_rate: float
-    settings: tuple[tuple[str, float], ...] = ()
+    settings: tuple[tuple[str, Any], ...] = ()
     steps: int = 1000
     batch_size: int = 64
     tolerance: float = 1e-4
     dtype: str = "float32"
     checkpoints: int = 12
+    convention: str = "book"
+    schedule: tuple[tuple[str, Any], ...] = ()
 
     @property
     def architecture(self) -> Architecture:
@@ -71,7 +84,14 @@ class Cell:
     @property
     def identity(self) -> str:
         """A stable hexadecimal name of the whole cell, its key in the store."""
-        return _digest(self.as_record())
+        return _digest(self._hashed_record())
+
+    def _hashed_record(self) -> dict:
+        record = self.as_record()
+        for field, default in _DEFAULTS.items():
+            if getattr(self, field) == default:
+                record.pop(field)
+        return record
 
     @property
     def stream(self) -> int:
@@ -82,15 +102,38 @@ class Cell:
         recorded or judged, not the trajectory, so a run trained for more steps
         continues the same trajectory and equal cells in two parts share their runs.
         """
-        record = self.as_record()
+        record = self._hashed_record()
         for field in _NOT_IN_STREAM:
             record.pop(field)
         return int(_digest(record)[:8], 16) & 0x7FFFFFFF
 
+    def method(self) -> optimizers.Method:
+        """The cell's optimizer with its learning rate, schedule and settings.
+
+        A ``custom:`` optimizer is not known to the cell: it raises ``ValueError``.
+        """
+        if self.optimizer.startswith(optimizers.CUSTOM_PREFIX):
+            raise ValueError(
+                f"{self.optimizer} is given from Python; pass it to the study"
+            )
+        schedule = dict(self.schedule)
+        kind = schedule.pop("kind", "constant")
+        return optimizers.make(
+            self.optimizer,
+            self.learning_rate,
+            convention=self.convention,
+            schedule=schedules.make(kind, self.steps, **schedule),
+            **dict(self.settings),
+        )
+
     def label(self) -> str:
         """A short human-readable name."""
         widths = "-".join(str(width) for width in self.architecture)
-        return f"{self.part}: {widths} {self.optimizer} lr={self.learning_rate:g}"
+        convention = "" if self.convention == "book" else f" ({self.convention})"
+        return (
+            f"{self.part}: {widths} {self.optimizer}{convention} "
+            f"lr={self.learning_rate:g}"
+        )
 
 
 def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:

@@ -105,7 +105,7 @@ def run(
 
         try:
             run_experiment(parsed, out, advance)
-        except StoreError as error:
+        except (StoreError, SpecError) as error:
             _fail(str(error))
         progress.update(task, description=parsed.name)
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
@@ -157,13 +157,19 @@ def _table(records: list[dict]) -> Table:
             name, justify="left" if name in ("part", "optimizer") else "right"
         )
     for record in records:
+        optimizer = record["optimizer"]
+        if record["convention"] != "book":
+            optimizer += f" ({record['convention']})"
+        if record["schedule"]["kind"] != "constant":
+            optimizer += f" {record['schedule']['kind']}"
         converged = record["converged_without_certified_inactive"]
         healthy = record["without_certified_inactive"]
         relative = record["median_relative_risk"]
         table.add_row(
             record["part"],
             _architecture(record["architecture"]),
-            record["optimizer"],
+            optimizer
+            + {True: "", False: " (!)", None: " (?)"}[record["premise_holds"]],
             f"{record['learning_rate']:g}",
             str(record["steps"]),
             str(record["runs"]),
@@ -197,6 +203,16 @@ def summary(
         records = read_summary(directory)
     except StoreError as error:
         _fail(str(error))
+    for record in records:
+        if record["premise_holds"] is False:
+            console.print(
+                f"[bold yellow]warning:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} "
+                f"{record['optimizer']} ({record['convention']}): the optimizer moves "
+                "coordinates whose gradient is always 0, so the theorem's premise "
+                "does not hold for this cell",
+                highlight=False,
+            )
     if format is Format.json:
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -217,6 +233,60 @@ def summary(
             if records
             else f"[bold yellow]warning:[/] no run of {directory} has finished yet"
         )
+
+
+@app.command("optimizers")
+def list_optimizers(
+    format: Annotated[
+        Format, typer.Option("--format", help="Output format.")
+    ] = Format.table,
+):
+    """List every method and convention with its update rule, and whether it keeps
+    coordinates without gradient fixed (the theorem's premise) in each dtype."""
+    from relutrap import optimizers
+
+    rows = []
+    for name, by_convention in optimizers.OPTIMIZERS.items():
+        for convention in by_convention:
+            method = optimizers.make(name, 0.01, convention)
+            premise = {
+                dtype: optimizers.zero_gradient_invariance(method, dtype)
+                for dtype in optimizers.INVARIANCE_DTYPES
+            }
+            rows.append(
+                {
+                    "name": name,
+                    "convention": convention,
+                    "formula": optimizers.formula(name, convention),
+                    "settings": optimizers.hyperparameters(name, convention),
+                    "premise_holds": premise,
+                }
+            )
+    if format is not Format.table:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    table = Table(
+        title="Optimizers and conventions",
+        caption=(
+            "premise: coordinates whose gradients were all exactly 0 keep their value "
+            "(default settings, learning rate 0.01)."
+        ),
+        show_lines=True,
+    )
+    for column in ("method", "convention", "update rule", "defaults"):
+        table.add_column(column)
+    for dtype in optimizers.INVARIANCE_DTYPES:
+        table.add_column(dtype, justify="center")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["convention"],
+            row["formula"],
+            ", ".join(f"{key}={value:g}" for key, value in row["settings"].items()),
+            *("yes" if row["premise_holds"][d] else "NO" for d in row["premise_holds"]),
+        )
+    Console(width=max(Console().width, 160)).print(table)
 
 
 def main():

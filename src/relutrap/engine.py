@@ -114,12 +114,12 @@ def _compiled_census(problem, dtype):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_training(cell: Cell):
+def _compiled_training(cell: Cell, optimizer=None):
     """A jitted map from initial parameters and data keys to the trained runs."""
     arch = cell.architecture
     dtype = jnp.dtype(cell.dtype)
     problem = cell.problem
-    method = optimizers.make(cell.optimizer, cell.learning_rate, **dict(cell.settings))
+    method = cell.method() if optimizer is None else optimizers.as_method(optimizer)
     evaluation = evaluation_inputs(problem, dtype)
     evaluation_targets = target_values(problem, arch, evaluation).astype(dtype)
     checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
@@ -145,9 +145,9 @@ def _compiled_training(cell: Cell):
         targets = target_values(problem, arch, inputs).astype(dtype)
         point = params
         if method.lookahead is not None:
-            point = _tree_add(params, method.lookahead(state))
+            point = _tree_add(params, method.lookahead(state, step))
         (value, activity), gradient = gradient_of_loss(point, inputs, targets)
-        updates, state = method.update(gradient, state, step)
+        updates, state = method.update(gradient, state, step, params)
         return _tree_add(params, updates), state, value, activity
 
     step_all = jax.vmap(train_one_step, in_axes=(0, 0, 0, None))
@@ -188,16 +188,19 @@ def _compiled_training(cell: Cell):
     return jax.jit(train)
 
 
-def train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
+def train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     """Train the runs ``run_indices`` of ``cell`` together and return their outcomes.
 
-    A float64 cell switches JAX's 64-bit mode on for this call only.
+    ``optimizer``, a :class:`relutrap.optimizers.Method` or an optax
+    ``GradientTransformation``, replaces the cell's named optimizer (whose name then
+    only labels the runs and seeds their keys).  A float64 cell switches JAX's 64-bit
+    mode on for this call only.
     """
     with jax.enable_x64(cell.dtype == "float64" or jax.config.jax_enable_x64):
-        return _train_runs(cell, seed, run_indices)
+        return _train_runs(cell, seed, run_indices, optimizer)
 
 
-def _train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
+def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     dtype = jnp.dtype(cell.dtype)
     run_indices = np.asarray(run_indices, dtype=np.int64)
     keys = jax.vmap(lambda index: run_key(seed, cell, index))(
@@ -210,7 +213,7 @@ def _train_runs(cell: Cell, seed: int, run_indices) -> Outcomes:
     params = _compiled_initializer(cell.architecture, cell.init, dtype)(init_keys)
     census_init, collapsed = census(params)
     anonymous = dataclasses.replace(cell, part="")
-    params, risks, ever_active, diverged = _compiled_training(anonymous)(
+    params, risks, ever_active, diverged = _compiled_training(anonymous, optimizer)(
         params, data_keys
     )
     census_end, _ = census(params)

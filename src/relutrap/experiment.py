@@ -22,6 +22,13 @@ architectures and its optimizers::
     name = "adam"
     learning_rate = 0.01
     settings = { beta = 0.999 }   # optional, the method's other hyperparameters
+    convention = "torch"          # optional: book (default), torch, optax, keras, paper
+    schedule = { kind = "cosine", final = 0.01 }   # optional; constant by default
+
+    [[parts.optimizers]]
+    name = "optax:adamw"          # any optax optimizer; settings are its arguments
+    learning_rate = 0.001
+    settings = { weight_decay = 0.0001 }
 
 Every field is checked; a wrong one raises :class:`SpecError` naming it.
 """
@@ -34,14 +41,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from relutrap import optimizers
+from relutrap import optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
 from relutrap.problems import TARGETS, Problem, Target
 
-OptimizerName = Literal[tuple(optimizers.OPTIMIZERS)]
 SchemeName = Literal[SCHEMES]
 BiasRule = Literal[BIAS_RULES]
 TargetName = Literal[TARGETS]
@@ -103,15 +116,71 @@ class InitSpec(_Strict):
         return Initialization(self.scheme, self.bias, self.value, self.scale)
 
 
+class ScheduleSpec(_Strict):
+    kind: Literal[schedules.KINDS] = "constant"
+    factor: float | None = Field(None, gt=0, description="step: rate multiplier")
+    every: int | None = Field(None, ge=1, description="step: steps between changes")
+    decay: float | None = Field(None, ge=0, description="inverse_time: 1 / (1 + d n)")
+    final: float | None = Field(None, ge=0, description="cosine: the last factor")
+
+    @model_validator(mode="after")
+    def _parameters_of_kind(self):
+        allowed = schedules.PARAMETERS[self.kind]
+        given = {key for key, value in self.as_items() if key != "kind"}
+        unknown = sorted(given - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"{unknown} not a parameter of the {self.kind} schedule; "
+                f"allowed: {sorted(allowed)}"
+            )
+        return self
+
+    def as_items(self) -> tuple[tuple[str, float | int | str], ...]:
+        """The schedule as sorted ``(name, value)`` pairs; empty when constant."""
+        if self.kind == "constant":
+            return ()
+        given = {key: value for key, value in self if value is not None}
+        return tuple(sorted(given.items()))
+
+
 class OptimizerSpec(_Strict):
-    name: OptimizerName
+    name: str = Field(min_length=1)
     learning_rate: float = Field(gt=0)
     steps: int | None = Field(None, ge=0, description="overrides the part's steps")
-    settings: dict[str, float] = {}
+    settings: dict[str, float | bool | str] = {}
+    convention: str = "book"
+    schedule: ScheduleSpec = ScheduleSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, name):
+        if name not in optimizers.OPTIMIZERS and not name.startswith(
+            (optimizers.OPTAX_PREFIX, optimizers.CUSTOM_PREFIX)
+        ):
+            raise ValueError(
+                f"unknown optimizer {name!r}; allowed: {tuple(optimizers.OPTIMIZERS)}"
+                f", {optimizers.OPTAX_PREFIX}<name of an optax optimizer> or "
+                f"{optimizers.CUSTOM_PREFIX}<name of a transform given from Python>"
+            )
+        return name
 
     @model_validator(mode="after")
     def _known_settings(self):
-        allowed = optimizers.hyperparameters(self.name)
+        if self.name.startswith(optimizers.OPTAX_PREFIX):
+            return self._optax_settings()
+        if self.name.startswith(optimizers.CUSTOM_PREFIX):
+            if self.settings or self.convention != "book":
+                raise ValueError(
+                    f"{self.name}: a transform given from Python takes no settings "
+                    "and no convention"
+                )
+            return self
+        if self.convention not in optimizers.conventions(self.name):
+            raise ValueError(
+                f"convention: {self.convention!r} unknown for {self.name}; "
+                f"allowed: {optimizers.conventions(self.name)}"
+            )
+        allowed = optimizers.hyperparameters(self.name, self.convention)
         unknown = sorted(set(self.settings) - set(allowed))
         if unknown:
             raise ValueError(
@@ -119,10 +188,42 @@ class OptimizerSpec(_Strict):
                 f"allowed: {sorted(allowed)}"
             )
         for name, value in self.settings.items():
+            if not isinstance(value, float | int) or isinstance(value, bool):
+                raise ValueError(f"settings.{name}: must be a number, got {value!r}")
             if name == "epsilon" and not value > 0:
                 raise ValueError(f"settings.epsilon: must be > 0, got {value}")
-            if name in ("alpha", "beta") and not 0 <= value < 1:
+            if name in ("alpha", "beta", "rho") and not 0 <= value < 1:
                 raise ValueError(f"settings.{name}: must be in [0, 1), got {value}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler):
+        # A book method at a constant rate dumps as before these fields existed, so
+        # that stored studies keep their spec and resume.
+        data = handler(self)
+        if self.convention == "book":
+            data.pop("convention", None)
+        if self.schedule.kind == "constant":
+            data.pop("schedule", None)
+        return data
+
+    def _optax_settings(self):
+        import optax
+
+        alias = self.name.removeprefix(optimizers.OPTAX_PREFIX)
+        factory = getattr(optax, alias, None)
+        if not callable(factory):
+            raise ValueError(f"name: optax has no optimizer {alias!r}")
+        if self.convention != "book":
+            raise ValueError(
+                f"convention: an optax optimizer has none, got {self.convention!r}"
+            )
+        try:
+            factory(learning_rate=self.learning_rate, **self.settings)
+        except TypeError as error:
+            raise ValueError(
+                f"settings: not accepted by optax.{alias}: {error}"
+            ) from None
         return self
 
 
@@ -242,6 +343,8 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
                 tolerance=part.tolerance or spec.tolerance,
                 dtype=spec.dtype,
                 checkpoints=spec.checkpoints,
+                convention=optimizer.convention,
+                schedule=optimizer.schedule.as_items(),
             )
             expanded.append((cell, part.runs or spec.runs))
     identities = [cell.identity for cell, _ in expanded]
