@@ -223,3 +223,15 @@ def test_summary_warns_where_the_premise_fails(tiny_spec, tmp_path):
     warnings = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 2
     assert "premise does not hold" in words(result.stderr)
+
+
+def test_optimizers_as_csv_keeps_bracketed_formulas():
+    result = CliRunner().invoke(app, ["optimizers", "--format", "csv"])
+
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert result.exit_code == 0, result.output
+    (adam,) = [
+        row for row in rows if (row["method"], row["convention"]) == ("adam", "book")
+    ]
+    assert "[m_n / (1 - alpha^n)]" in adam["formula"]
+    assert adam["float32"] == "True"

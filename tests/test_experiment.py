@@ -310,3 +310,29 @@ def test_an_optax_optimizer_takes_its_keyword_arguments(tiny_spec):
     )
     with pytest.raises(SpecError, match="colour"):
         parse_spec(bad)
+
+
+def test_an_optax_setting_of_the_wrong_type_is_refused(tiny_spec):
+    bad = with_change(
+        tiny_spec,
+        ("parts", 0, "optimizers", 0),
+        {
+            "name": "optax:adamw",
+            "learning_rate": 0.01,
+            "settings": {"weight_decay": "lots"},
+        },
+    )
+
+    with pytest.raises(SpecError, match="not accepted by optax.adamw"):
+        parse_spec(bad)
+
+
+def test_a_parameter_of_another_schedule_is_refused(tiny_spec):
+    bad = with_change(
+        tiny_spec,
+        ("parts", 0, "optimizers", 0, "schedule"),
+        {"kind": "constant", "final": 0.1},
+    )
+
+    with pytest.raises(SpecError, match="final"):
+        parse_spec(bad)

@@ -20,7 +20,7 @@ import json
 import numpy as np
 from scipy.stats import binomtest
 
-from relutrap import optimizers
+from relutrap import optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
@@ -68,6 +68,12 @@ def premise_holds(cell: Cell, transform=None) -> bool | None:
     return optimizers.zero_gradient_invariance(cell.method(), cell.dtype)
 
 
+def _schedule(cell: Cell) -> dict:
+    """The cell's schedule with every parameter, defaults included."""
+    given = dict(cell.schedule) or {"kind": "constant"}
+    return {**schedules.PARAMETERS[given["kind"]], **given}
+
+
 def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
     """The summary record of one cell from its stored row and its runs
     (``transform``: the optimizer of a ``custom:`` cell, if known)."""
@@ -92,8 +98,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "width": arch[1],
         "depth": len(arch) - 2,
         "optimizer": cell.optimizer,
-        "convention": cell.convention,
-        "schedule": dict(cell.schedule) or {"kind": "constant"},
+        "convention": None if ":" in cell.optimizer else cell.convention,
+        "settings": dict(cell.settings),
+        "schedule": _schedule(cell),
         "premise_holds": premise_holds(cell, transform),
         "learning_rate": cell.learning_rate,
         "steps": cell.steps,

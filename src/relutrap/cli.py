@@ -21,13 +21,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Measure how often SGD-type optimizers fail to train ReLU networks, and why.",
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 SPEC_ERROR = 2
 
@@ -158,7 +159,7 @@ def _table(records: list[dict]) -> Table:
         )
     for record in records:
         optimizer = record["optimizer"]
-        if record["convention"] != "book":
+        if record["convention"] not in ("book", None):
             optimizer += f" ({record['convention']})"
         if record["schedule"]["kind"] != "constant":
             optimizer += f" {record['schedule']['kind']}"
@@ -208,7 +209,7 @@ def summary(
             console.print(
                 f"[bold yellow]warning:[/] cell {record['part']} "
                 f"{_architecture(record['architecture'])} "
-                f"{record['optimizer']} ({record['convention']}): the optimizer moves "
+                f"{record['optimizer']}: the optimizer moves "
                 "coordinates whose gradient is always 0, so the theorem's premise "
                 "does not hold for this cell",
                 highlight=False,
@@ -235,6 +236,10 @@ def summary(
         )
 
 
+def _defaults(row: dict) -> str:
+    return ", ".join(f"{key}={value:g}" for key, value in row["settings"].items())
+
+
 @app.command("optimizers")
 def list_optimizers(
     format: Annotated[
@@ -245,6 +250,7 @@ def list_optimizers(
     coordinates without gradient fixed (the theorem's premise) in each dtype."""
     from relutrap import optimizers
 
+    dtypes = optimizers.INVARIANCE_DTYPES
     rows = []
     for name, by_convention in optimizers.OPTIMIZERS.items():
         for convention in by_convention:
@@ -262,9 +268,18 @@ def list_optimizers(
                     "premise_holds": premise,
                 }
             )
-    if format is not Format.table:
+    if format is Format.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
+        return
+    if format is Format.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["method", "convention", "formula", "defaults", *dtypes])
+        for row in rows:
+            writer.writerow(
+                [row["name"], row["convention"], row["formula"], _defaults(row)]
+                + [row["premise_holds"][dtype] for dtype in dtypes]
+            )
         return
     table = Table(
         title="Optimizers and conventions",
@@ -282,9 +297,9 @@ def list_optimizers(
         table.add_row(
             row["name"],
             row["convention"],
-            row["formula"],
-            ", ".join(f"{key}={value:g}" for key, value in row["settings"].items()),
-            *("yes" if row["premise_holds"][d] else "NO" for d in row["premise_holds"]),
+            Text(row["formula"]),
+            _defaults(row),
+            *("yes" if row["premise_holds"][d] else "NO" for d in dtypes),
         )
     Console(width=max(Console().width, 160)).print(table)
 

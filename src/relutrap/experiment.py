@@ -40,6 +40,8 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
+import jax
+import jax.numpy as jnp
 import pydantic
 from pydantic import (
     BaseModel,
@@ -126,7 +128,7 @@ class ScheduleSpec(_Strict):
     @model_validator(mode="after")
     def _parameters_of_kind(self):
         allowed = schedules.PARAMETERS[self.kind]
-        given = {key for key, value in self.as_items() if key != "kind"}
+        given = {key for key, value in self if value is not None and key != "kind"}
         unknown = sorted(given - set(allowed))
         if unknown:
             raise ValueError(
@@ -219,8 +221,11 @@ class OptimizerSpec(_Strict):
                 f"convention: an optax optimizer has none, got {self.convention!r}"
             )
         try:
-            factory(learning_rate=self.learning_rate, **self.settings)
-        except TypeError as error:
+            transform = factory(learning_rate=self.learning_rate, **self.settings)
+            probe = {"w": jnp.zeros(2)}
+            with jax.numpy_dtype_promotion("standard"):  # optax relies on it
+                transform.update(probe, transform.init(probe), probe)
+        except Exception as error:  # optax raises whatever its arguments provoke
             raise ValueError(
                 f"settings: not accepted by optax.{alias}: {error}"
             ) from None
