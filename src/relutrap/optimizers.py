@@ -236,6 +236,11 @@ def nesterov_sum(learning_rate: LearningRate, alpha: float = 0.9) -> Method:
 # --- Adagrad, RMSprop, Adadelta ----------------------------------------------------
 
 
+def _filled(value: float):
+    """An ``init`` whose single accumulator starts at ``value`` everywhere."""
+    return lambda p: (jnp.full_like(p, value),)
+
+
 def adagrad(
     learning_rate: LearningRate,
     epsilon: float = 1e-8,
@@ -248,15 +253,12 @@ def adagrad(
     defaults to 1e-10).  optax puts epsilon inside the root (:func:`adagrad_inside`).
     """
 
-    def init(p):
-        return (jnp.full_like(p, initial_accumulator),)
-
     def update(g, state, step, gamma):
         (s,) = state
         s = s + g * g
         return -gamma * g / (_c(epsilon, s) + jnp.sqrt(s)), (s,)
 
-    return _elementwise(learning_rate, init, update)
+    return _elementwise(learning_rate, _filled(initial_accumulator), update)
 
 
 def adagrad_inside(
@@ -272,16 +274,13 @@ def adagrad_inside(
     at 0 (:func:`adagrad`).
     """
 
-    def init(p):
-        return (jnp.full_like(p, initial_accumulator),)
-
     def update(g, state, step, gamma):
         (s,) = state
         s = s + g * g
         scale = jnp.where(s > 0, jax.lax.rsqrt(s + _c(epsilon, s)), _c(0, s))
         return -gamma * (scale * g), (s,)
 
-    return _elementwise(learning_rate, init, update)
+    return _elementwise(learning_rate, _filled(initial_accumulator), update)
 
 
 def rmsprop(
