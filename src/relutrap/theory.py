@@ -15,6 +15,7 @@ for a shallow student of a teacher of the same width.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,7 @@ def _monte_carlo(weight: Law, bias: Law, dimension: int, low: float, high: float
     )
 
 
+@functools.lru_cache(maxsize=256)
 def first_layer_inactivity(
     init: Initialization, arch: Architecture, low: float, high: float
 ) -> Probability:
