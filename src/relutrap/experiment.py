@@ -210,12 +210,11 @@ class OptimizerSpec(_Strict):
         return data
 
     def _optax_settings(self):
-        import optax
-
         alias = self.name.removeprefix(optimizers.OPTAX_PREFIX)
-        factory = getattr(optax, alias, None)
-        if not callable(factory):
-            raise ValueError(f"name: optax has no optimizer {alias!r}")
+        try:
+            factory = optimizers.optax_factory(self.name)
+        except ValueError as error:
+            raise ValueError(f"name: {error}") from None
         if self.convention != "book":
             raise ValueError(
                 f"convention: an optax optimizer has none, got {self.convention!r}"

@@ -762,7 +762,8 @@ def as_method(optimizer) -> Method:
     raise TypeError(f"not an optimizer: {optimizer!r}")
 
 
-def _optax_factory(name: str):
+def optax_factory(name: str):
+    """The optax function behind ``"optax:<alias>"``; ``ValueError`` if none."""
     import optax
 
     factory = getattr(optax, name.removeprefix(OPTAX_PREFIX), None)
@@ -787,7 +788,7 @@ def make(
     if name.startswith(OPTAX_PREFIX):
         if convention != "book":
             raise ValueError(f"{name} has no conventions, got {convention!r}")
-        transform = _optax_factory(name)(learning_rate=learning_rate, **settings)
+        transform = optax_factory(name)(learning_rate=learning_rate, **settings)
         return from_optax(transform, schedule)
     check_convention(name, convention)
     allowed = hyperparameters(name, convention)
