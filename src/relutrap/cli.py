@@ -1,4 +1,4 @@
-"""The ``relutrap`` command line: run studies and summarize them."""
+"""The ``relutrap`` command line: run studies, summarize them and report on them."""
 
 from __future__ import annotations
 
@@ -234,6 +234,38 @@ def summary(
             if records
             else f"[bold yellow]warning:[/] no run of {directory} has finished yet"
         )
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A study's output directory.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The HTML page to write; DIR/report.html by default."),
+    ] = None,
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--formats", help="Figure files to write into DIR/figures: png, svg, pdf."
+        ),
+    ] = "png,svg",
+):
+    """Write a study's figures and one self-contained HTML page about it."""
+    from relutrap.report import write_report
+    from relutrap.store import StoreError
+
+    chosen = [name.strip().lower() for name in formats.split(",") if name.strip()]
+    try:
+        page, written = write_report(directory, out, chosen)
+    except StoreError as error:
+        _fail(str(error))
+    except ValueError as error:
+        _fail(f"--formats: {error}")
+    except OSError as error:
+        _fail(f"cannot write the report: {error}", code=1)
+    console.print(
+        f"report in {page}; {len(written)} figure files in {directory / 'figures'}"
+    )
 
 
 def _defaults(row: dict) -> str:

@@ -15,8 +15,9 @@ layer, or the depth ``L``).  Each group gets
   the end of training, certified and observed;
 * ``trajectories``: the risk at the checkpoints, median and quartiles per optimizer.
 
-Every figure function is pure: it returns a :class:`matplotlib.figure.Figure` and
-leaves saving to :func:`save`.  Colours come from matplotlib's colour-blind-safe
+Every figure function is pure: it returns a :class:`matplotlib.figure.Figure`, made
+without pyplot (so no global figure registry and no display), and leaves saving to
+:func:`save`.  Colours come from matplotlib's colour-blind-safe
 ``tableau-colorblind10`` cycle, each optimizer also gets its own marker and line
 style, and ordered counts use the sequential ``viridis`` map, which stays ordered in
 grey print.
@@ -31,23 +32,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.style
+import numpy as np
+from matplotlib import colormaps, rc_context
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib import pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from relutrap.report.study import Study  # noqa: E402
+from relutrap.report.study import Study
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 150
 
-COLOURS = plt.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()[
+COLOURS = matplotlib.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()[
     "color"
 ]
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "h", "<", ">", "p")
@@ -367,16 +364,17 @@ def probability_figure(group: Group) -> Figure:
     ]
     if group.axis == "depth":
         panels.append(("collapsed", "Collapsed (some layer inactive)"))
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(
-            1, len(panels) + 1, figsize=(4.4 * (len(panels) + 1), 4.3)
-        )
+    with rc_context(STYLE):
+        figure = Figure(figsize=(4.4 * (len(panels) + 1), 4.3), layout="constrained")
+        axes = figure.subplots(1, len(panels) + 1)
         for panel, (key, title) in zip(axes, panels):
             drawn = _draw_proportions(panel, group, series, key)
             if group.axis == "width" and key != "collapsed":
                 _draw_width_theory(panel, group)
             if not drawn:
-                _unknown(panel, "not known:\nthe optimal risk of this\nproblem is not known")
+                _unknown(
+                    panel, "not known:\nthe optimal risk of this\nproblem is not known"
+                )
             _log2_axis(panel, values)
             panel.set_ylim(-0.03, 1.03)
             panel.set_xlabel(AXIS_LABELS[group.axis])
@@ -392,7 +390,6 @@ def probability_figure(group: Group) -> Figure:
             frameon=False,
         )
         figure.suptitle(f"{group.title}: non-convergence against {group.axis}")
-        figure.set_layout_engine("constrained")
     return figure
 
 
@@ -411,12 +408,10 @@ def _levels(record: dict) -> list[float] | None:
 def _panel_grid(count: int, width: float = 3.6, height: float = 3.2):
     columns = min(count, 5)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(width * columns + 0.6, height * rows + 1.0),
-        squeeze=False,
+    figure = Figure(
+        figsize=(width * columns + 0.6, height * rows + 1.0), layout="constrained"
     )
+    axes = figure.subplots(rows, columns, squeeze=False)
     for extra in axes.flat[count:]:
         extra.set_visible(False)
     return figure, axes.flat[:count]
@@ -433,7 +428,7 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
     with the tolerance and, where the summary has them, the risk levels ``R_k``."""
     values = group.values()
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, CENSUS_CLASSES))
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         figure, panels = _panel_grid(len(values))
         for panel, value in zip(panels, values):
             cells = [record for record in group.records if record[group.axis] == value]
@@ -444,9 +439,7 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
                     if run["final_risk"] is None:
                         missing += 1
                         continue
-                    stacks[census_class(run["certified_any"])].append(
-                        run["final_risk"]
-                    )
+                    stacks[census_class(run["certified_any"])].append(run["final_risk"])
             finite = np.array([risk for stack in stacks for risk in stack])
             positive = finite[finite > 0]
             if positive.size == 0:
@@ -508,7 +501,6 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             f"{group.title}: final risk of every run, by its certified inactive "
             "neurons at initialization (all optimizers)"
         )
-        figure.set_layout_engine("constrained")
     return figure
 
 
@@ -535,8 +527,9 @@ def census_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
         ("observed_init", "observed on the evaluation inputs, at init", "-", "s"),
         ("observed_end", "observed on the evaluation inputs, at end", "--", "s"),
     ]
-    with plt.rc_context(STYLE):
-        figure, (pooled, per_optimizer) = plt.subplots(1, 2, figsize=(10.5, 4.3))
+    with rc_context(STYLE):
+        figure = Figure(figsize=(10.5, 4.3), layout="constrained")
+        pooled, per_optimizer = figure.subplots(1, 2)
         for index, (field, label, linestyle, marker) in enumerate(kinds):
             means = [
                 _census_means(
@@ -588,7 +581,6 @@ def census_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             panel.set_xlabel(AXIS_LABELS[group.axis])
             panel.set_ylabel("inactive hidden neurons per run (fraction)")
         figure.suptitle(f"{group.title}: inactivity census, initialization and end")
-        figure.set_layout_engine("constrained")
     return figure
 
 
@@ -607,7 +599,7 @@ def trajectory_figure(group: Group, study: Study) -> Figure:
     runs of each optimizer."""
     values = group.values()
     series = _series(group)
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         figure, panels = _panel_grid(len(values), width=3.8, height=3.3)
         for panel, value in zip(panels, values):
             for index, (_, cells) in enumerate(series.items()):
@@ -646,7 +638,6 @@ def trajectory_figure(group: Group, study: Study) -> Figure:
         figure.suptitle(
             f"{group.title}: risk during training (median, band: quartiles of runs)"
         )
-        figure.set_layout_engine("constrained")
     return figure
 
 

@@ -1,0 +1,390 @@
+"""Figures and the HTML report: valid images, a page that renders in a headless
+browser without console errors, numbers equal to the JSON summary, escaped spec
+strings, and clear errors for directories that hold no study."""
+
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import relutrap
+from relutrap.cli import app
+from relutrap.report.figures import Group, final_risk_figure, groups, optimizer_label
+from relutrap.report.reading import percent, reading
+
+HOSTILE_NAME = 'tiny <script>alert("name")</script> & co'
+HOSTILE_DESCRIPTION = "<script>alert('description')</script><b>bold?</b>"
+
+SPEC = {
+    "name": HOSTILE_NAME,
+    "description": HOSTILE_DESCRIPTION,
+    "seed": 5,
+    "runs": 6,
+    "chunk_size": 6,
+    "checkpoints": 5,
+    "parts": [
+        {
+            "name": "width",
+            "width": [1, 2],
+            "steps": 20,
+            "problem": {"evaluation_size": 64},
+            "optimizers": [
+                {"name": "adam", "learning_rate": 0.01},
+                {"name": "sgd", "learning_rate": 0.1},
+            ],
+        },
+        {
+            "name": "depth",
+            "width": [2],
+            "depth": [1, 2],
+            "steps": 20,
+            "problem": {"evaluation_size": 64, "target": "square"},
+            "optimizers": [{"name": "sgd", "learning_rate": 0.1}],
+        },
+    ],
+}
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    """A tiny study (two parts, six cells) with its report written by the CLI."""
+    out = tmp_path_factory.mktemp("report") / "study"
+    relutrap.study(SPEC, out=out)
+    result = runner.invoke(app, ["report", str(out), "--formats", "png,svg,pdf"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def summary_json(study_dir) -> list[dict]:
+    result = runner.invoke(app, ["summary", str(study_dir), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+class PageParser(HTMLParser):
+    """Collects the summary table's cells, every resource reference, the title
+    text and the text of the page."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: dict[str, list[dict]] = {}
+        self.row: str | None = None
+        self.cell: dict | None = None
+        self.references: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.in_h1 = False
+        self.h1 = ""
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.tags.append(tag)
+        for name in ("src", "href"):
+            if name in attributes:
+                self.references.append(attributes[name])
+        if tag == "tr" and "data-cell" in attributes:
+            self.row = attributes["data-cell"]
+            self.rows[self.row] = []
+        if tag == "td" and self.row is not None:
+            self.cell = {"text": "", **attributes}
+        self.in_h1 = self.in_h1 or tag == "h1"
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self.cell is not None:
+            self.rows[self.row].append(self.cell)
+            self.cell = None
+        if tag == "tr":
+            self.row = None
+        if tag == "h1":
+            self.in_h1 = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self.cell is not None:
+            self.cell["text"] += data
+        if self.in_h1:
+            self.h1 += data
+
+
+def parsed_page(study_dir: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed((study_dir / "report.html").read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.mark.slow
+def test_figures_are_valid_images(study_dir):
+    figures = study_dir / "figures"
+    expected = {
+        f"{part}-{kind}"
+        for part in ("width", "depth")
+        for kind in ("probability", "final-risk", "census", "trajectories")
+    }
+    for suffix in ("png", "svg", "pdf"):
+        assert {path.stem for path in figures.glob(f"*.{suffix}")} == expected
+    for path in figures.glob("*.png"):
+        assert path.read_bytes().startswith(PNG_SIGNATURE)
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.width > 600 and image.height > 300
+            # not a blank canvas: many distinct colours
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+    for path in figures.glob("*.svg"):
+        root = ElementTree.parse(path).getroot()
+        assert root.tag.endswith("svg")
+        assert len(list(root.iter())) > 100
+    for path in figures.glob("*.pdf"):
+        assert path.read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.slow
+def test_report_numbers_equal_summary_json(study_dir, summary_json):
+    rows = parsed_page(study_dir).rows
+    assert set(rows) == {record["cell"] for record in summary_json}
+    compared = 0
+    for record in summary_json:
+        for cell in rows[record["cell"]]:
+            field = cell["data-field"]
+            if "data-fraction" in cell:
+                entry = record[field]
+                for key in ("count", "runs", "fraction", "low", "high"):
+                    assert json.loads(cell[f"data-{key}"]) == entry[key], (field, key)
+                    compared += 1
+                if entry["fraction"] is None:
+                    assert cell["text"] == "n/a"
+                else:
+                    assert cell["text"] == (
+                        f"{entry['fraction']:.2f} "
+                        f"[{entry['low']:.2f}, {entry['high']:.2f}]"
+                    )
+            else:
+                assert json.loads(cell["data-value"]) == record[field], field
+                compared += 1
+            if "data-of" in cell:
+                assert (
+                    json.loads(cell["data-of"]) == record["without_certified_inactive"]
+                )
+    assert compared == len(summary_json) * (15 + 4 * 5 - 4)
+    # the square target's optimal risk is not known: its observed verdict is n/a
+    square = [record for record in summary_json if record["part"] == "depth"]
+    assert all(r["observed_nonconvergent"]["fraction"] is None for r in square)
+
+
+@pytest.mark.slow
+def test_spec_strings_are_escaped(study_dir):
+    html = (study_dir / "report.html").read_text(encoding="utf-8")
+    page = parsed_page(study_dir)
+    assert "script" not in page.tags
+    assert "<script>" not in html and "<b>bold?</b>" not in html
+    assert "&lt;script&gt;" in html
+    assert page.h1 == HOSTILE_NAME
+    assert HOSTILE_DESCRIPTION in "".join(page.text)
+
+
+@pytest.mark.slow
+def test_report_needs_no_network(study_dir):
+    references = parsed_page(study_dir).references
+    assert references, "the page embeds its figures"
+    assert all(reference.startswith("data:") for reference in references)
+    assert sum(ref.startswith("data:image/png;base64,") for ref in references) == 8
+
+
+@pytest.mark.slow
+def test_reading_states_the_numbers(study_dir, summary_json):
+    page = "".join(parsed_page(study_dir).text)
+    for sentence in reading(summary_json):
+        assert " ".join(sentence.split()) in " ".join(page.split())
+    width_one = [r for r in summary_json if r["part"] == "width" and r["width"] == 1]
+    theory = width_one[0]["theory_some_first_layer_inactive"]
+    assert f"1-(1-p)^l1, is {percent(theory)}" in page
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    chromium() is None,
+    reason="Chromium is not installed (apt-get install chromium; .ci/run does it)",
+)
+def test_report_renders_in_headless_chromium(study_dir, tmp_path):
+    screenshot = tmp_path / "page.png"
+    result = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,2000",
+            (study_dir / "report.html").resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Chromium logs every console message of the page as a CONSOLE line; the page
+    # runs no script, so any such line is an error.
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    with Image.open(screenshot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.shape == (2000, 1280)
+    assert pixels.std() > 10
+    assert (pixels < 128).mean() > 0.01
+
+
+def test_console_lines_are_how_chromium_reports_errors(tmp_path):
+    """The check above would see a page's console errors (a control)."""
+    if chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "bad.html"
+    page.write_text("<!DOCTYPE html><p>x</p><script>console.error('boom')</script>")
+    result = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={tmp_path / 'bad.png'}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert any(
+        ":CONSOLE" in line and "boom" in line for line in result.stderr.splitlines()
+    )
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "not a database"])
+def test_bad_directory_is_refused(tmp_path, make):
+    directory = tmp_path / "study"
+    if make != "missing":
+        directory.mkdir()
+    if make == "not a database":
+        (directory / "results.sqlite").write_text("hello")
+    result = runner.invoke(app, ["report", str(directory)])
+    assert result.exit_code == 2
+    assert "error:" in result.output and str(directory) in result.output
+    assert "Traceback" not in result.output
+    assert not (directory / "figures").exists()
+    assert not (directory / "report.html").exists()
+
+
+def test_bad_format_is_refused_before_anything_is_written(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path), "--formats", "png,gif"])
+    assert result.exit_code == 2
+    assert "--formats" in result.output and "gif" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def record(part="w", width=2, depth=1, optimizer="adam", **changes) -> dict:
+    """A summary record with the fields the figures read."""
+    base = {
+        "part": part,
+        "cell": f"{part}-{width}-{depth}-{optimizer}",
+        "architecture": [1] + [width] * depth + [1],
+        "width": width,
+        "depth": depth,
+        "optimizer": optimizer,
+        "convention": "book",
+        "schedule": {"kind": "constant"},
+        "learning_rate": 0.01,
+        "tolerance": 1e-4,
+        "optimal_risk": 0.0,
+        "target_variance": 0.04,
+    }
+    base.update(changes)
+    return base
+
+
+def test_groups_follow_the_varying_axis():
+    width = [record("a", w) for w in (1, 2, 4)]
+    depth = [record("b", 2, d) for d in (1, 2)]
+    grid = [record("c", w, d) for w in (1, 2) for d in (1, 3)]
+    found = groups(width + depth + grid)
+    assert [(g.name, g.axis, len(g.records)) for g in found] == [
+        ("a", "width", 3),
+        ("b", "depth", 2),
+        ("c-depth1", "width", 2),
+        ("c-depth3", "width", 2),
+    ]
+    assert found[0].values() == [1, 2, 4]
+
+
+def test_optimizer_labels_tell_series_apart():
+    records = [
+        record(optimizer="adam", learning_rate=0.01),
+        record(optimizer="adam", learning_rate=0.001),
+        record(optimizer="sgd", convention="torch", schedule={"kind": "cosine"}),
+    ]
+    labels = [optimizer_label(r, records) for r in records]
+    assert labels == ["Adam, lr 0.01", "Adam, lr 0.001", "SGD (torch), cosine"]
+
+
+def test_percent_never_rounds_to_certainty():
+    assert percent(0.9996) == "99.9%"
+    assert percent(0.0004) == "0.1%"
+    assert percent(1.0) == "100%" and percent(0.0) == "0%"
+    assert percent(0.375) == "38%"
+
+
+def _vertical_lines(figure) -> list[float]:
+    return sorted(
+        float(line.get_xdata()[0])
+        for axes in figure.axes
+        for line in axes.get_lines()
+        if len(set(line.get_xdata())) == 1
+    )
+
+
+def test_final_risk_levels_are_drawn_only_when_the_summary_has_them():
+    runs = {
+        "w-2-1-adam": [
+            {"final_risk": risk, "certified_any": dead}
+            for risk, dead in [(1e-3, 0), (2e-3, 1), (0.04, 2), (None, 0)]
+        ]
+    }
+    without = record()
+    with_levels = record(levels={"levels": [0.04, 0.01, 0.0]})
+    plain = final_risk_figure(Group("w", "w", "width", (without,)), runs)
+    drawn = final_risk_figure(Group("w", "w", "width", (with_levels,)), runs)
+    tolerance = 1e-4 * 0.04
+    assert _vertical_lines(plain) == pytest.approx([tolerance])
+    # R_2 = 0 has no place on a log axis; R_0 and R_1 are drawn
+    assert _vertical_lines(drawn) == pytest.approx([tolerance, 0.01, 0.04])
+    assert "1 diverged" in plain.axes[0].get_title()
