@@ -17,7 +17,13 @@ from typer.testing import CliRunner
 
 import relutrap
 from relutrap.cli import app
-from relutrap.report.figures import Group, final_risk_figure, groups, optimizer_label
+from relutrap.report.figures import (
+    Group,
+    final_risk_figure,
+    groups,
+    optimizer_label,
+    save,
+)
 from relutrap.report.reading import percent, reading
 
 HOSTILE_NAME = 'tiny <script>alert("name")</script> & co'
@@ -61,7 +67,7 @@ def study_dir(tmp_path_factory) -> Path:
     """A tiny study (two parts, six cells) with its report written by the CLI."""
     out = tmp_path_factory.mktemp("report") / "study"
     relutrap.study(SPEC, out=out)
-    result = runner.invoke(app, ["report", str(out), "--formats", "png,svg,pdf"])
+    result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -132,8 +138,9 @@ def test_figures_are_valid_images(study_dir):
         for part in ("width", "depth")
         for kind in ("probability", "final-risk", "census", "trajectories")
     }
-    for suffix in ("png", "svg", "pdf"):
+    for suffix in ("png", "svg"):
         assert {path.stem for path in figures.glob(f"*.{suffix}")} == expected
+    assert not list(figures.glob("*.pdf")), "PDF only on request"
     for path in figures.glob("*.png"):
         assert path.read_bytes().startswith(PNG_SIGNATURE)
         with Image.open(path) as image:
@@ -146,8 +153,6 @@ def test_figures_are_valid_images(study_dir):
         root = ElementTree.parse(path).getroot()
         assert root.tag.endswith("svg")
         assert len(list(root.iter())) > 100
-    for path in figures.glob("*.pdf"):
-        assert path.read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.slow
@@ -388,3 +393,11 @@ def test_final_risk_levels_are_drawn_only_when_the_summary_has_them():
     # R_2 = 0 has no place on a log axis; R_0 and R_1 are drawn
     assert _vertical_lines(drawn) == pytest.approx([tolerance, 0.01, 0.04])
     assert "1 diverged" in plain.axes[0].get_title()
+
+
+def test_pdf_on_request(tmp_path):
+    runs = {"w-2-1-adam": [{"final_risk": 1e-3, "certified_any": 1}]}
+    figure = final_risk_figure(Group("w", "w", "width", (record(),)), runs)
+    paths = save(figure, tmp_path / "figures", "w-final-risk", ["pdf", "png"])
+    assert paths["pdf"].read_bytes().startswith(b"%PDF")
+    assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
