@@ -422,36 +422,77 @@ def census_class(count: int) -> int:
     return min(count, CENSUS_CLASSES - 1)
 
 
+def _tolerance_limit(record: dict) -> float | None:
+    """The largest final risk a converged run of the cell may have."""
+    if record.get("optimal_risk") is None:
+        return None
+    variance = max(record["target_variance"], 0.0)
+    limit = record["optimal_risk"] + record["tolerance"] * (
+        variance if variance > 0 else 1.0
+    )
+    return limit if limit > 0 else None
+
+
+def _risk_range(group: Group, stacks: list[list[list[float]]]) -> tuple[float, float]:
+    """One log-scale range for every panel: from a hundredth of the smallest
+    tolerance (lower risks are counted in the first bin) or the smallest risk, to
+    the largest risk, widened to show every positive risk level."""
+    risks = np.array([r for panel in stacks for stack in panel for r in stack])
+    positive = risks[risks > 0]
+    if positive.size == 0:
+        return 1e-3, 1.0
+    low, high = positive.min(), positive.max()
+    limits = [_tolerance_limit(record) for record in group.records]
+    limits = [limit for limit in limits if limit is not None]
+    if limits:
+        low = max(low, min(limits) / 100)
+    levels = [
+        level
+        for record in group.records
+        for level in (_levels(record) or [])
+        if level > 0
+    ]
+    if levels:
+        low, high = min(low, min(levels) / 2), max(high, max(levels) * 2)
+    if high <= low * 1.01:
+        low, high = low / 2, high * 2
+    return low, high
+
+
 def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
     """Histograms of the final risk per axis value (all optimizers of the group
     together), stacked by the runs' certified inactive neurons at initialization,
-    with the tolerance and, where the summary has them, the risk levels ``R_k``."""
+    with the tolerance and, where the summary has them, the risk levels ``R_k``.
+    All panels share one log-scale range; risks below it (exact fits, risk 0) are
+    counted in the first bin."""
     values = group.values()
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, CENSUS_CLASSES))
+    stacks, missing = [], []
+    for value in values:
+        panel_stacks = [[] for _ in range(CENSUS_CLASSES)]
+        diverged = 0
+        for record in group.records:
+            if record[group.axis] != value:
+                continue
+            for run in runs.get(record["cell"], []):
+                if run["final_risk"] is None:
+                    diverged += 1
+                else:
+                    panel_stacks[census_class(run["certified_any"])].append(
+                        run["final_risk"]
+                    )
+        stacks.append(panel_stacks)
+        missing.append(diverged)
+    low, high = _risk_range(group, stacks)
+    edges = np.geomspace(low, high, 36)
     with rc_context(STYLE):
         figure, panels = _panel_grid(len(values))
-        for panel, value in zip(panels, values):
+        for panel, value, panel_stacks, diverged in zip(
+            panels, values, stacks, missing
+        ):
             cells = [record for record in group.records if record[group.axis] == value]
-            stacks = [[] for _ in range(CENSUS_CLASSES)]
-            missing = 0
-            for record in cells:
-                for run in runs.get(record["cell"], []):
-                    if run["final_risk"] is None:
-                        missing += 1
-                        continue
-                    stacks[census_class(run["certified_any"])].append(run["final_risk"])
-            finite = np.array([risk for stack in stacks for risk in stack])
-            positive = finite[finite > 0]
-            if positive.size == 0:
-                _unknown(panel, "no finite positive final risk")
-                continue
-            low, high = positive.min(), positive.max()
-            if high <= low:
-                low, high = low / 2, high * 2
-            edges = np.geomspace(low, high, 31)
-            clipped = [np.clip(stack, low, high) for stack in stacks]
             panel.hist(
-                clipped,
+                [np.clip(stack, low, high) for stack in panel_stacks],
                 bins=edges,
                 stacked=True,
                 color=colours,
@@ -460,12 +501,9 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             )
             panel.set_xscale("log")
             record = cells[0]
-            if record.get("optimal_risk") is not None:
-                limit = record["optimal_risk"] + record["tolerance"] * max(
-                    record["target_variance"], 0.0
-                )
-                if limit > 0:
-                    panel.axvline(limit, color="black", linestyle=":", linewidth=1.2)
+            limit = _tolerance_limit(record)
+            if limit is not None:
+                panel.axvline(limit, color="black", linestyle=":", linewidth=1.2)
             levels = _levels(record)
             for k, level in enumerate(levels or []):
                 if level > 0:
@@ -480,9 +518,10 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
                         color="#C85200",
                     )
             title = f"{AXIS_SYMBOLS[group.axis]} = {value}"
-            if missing:
-                title += f" ({missing} diverged)"
+            if diverged:
+                title += f" ({diverged} diverged)"
             panel.set_title(title, pad=12 if levels else 6)
+            panel.set_xlim(low, high)
             panel.set_xlabel("final risk (log scale)")
             panel.set_ylabel("runs")
         names = [str(k) for k in range(CENSUS_CLASSES - 1)]
@@ -672,9 +711,11 @@ def study_figures(study: Study) -> list[Drawn]:
             Drawn(
                 f"{group.name}-final-risk",
                 f"{group.title}: final risks",
-                "Final risk of every run (log scale), stacked by its number of "
-                "certified inactive neurons at initialization. The dotted line is "
-                "the tolerance; dashed lines, where shown, are the risk levels R_k.",
+                "Final risk of every run (log scale, one range for all panels; "
+                "lower risks are counted in the first bin), stacked by its number "
+                "of certified inactive neurons at initialization. The dotted line "
+                "is the tolerance; dashed lines, where shown, are the risk levels "
+                "R_k.",
                 final_risk_figure(group, study.runs),
             )
         )
