@@ -116,7 +116,7 @@ def reading(records: list[dict]) -> list[str]:
             f"Of the {certified} runs certified not to converge, {within} ended "
             "within the tolerance anyway"
             + (
-                "; every certified run failed, as it must."
+                "; every certified run also failed at the tolerance."
                 if within == 0
                 else " (the risk gap of a missing neuron was below the tolerance)."
             )
