@@ -22,6 +22,7 @@ from relutrap.report.figures import (
     final_risk_figure,
     groups,
     optimizer_label,
+    probability_figure,
     save,
 )
 from relutrap.report.reading import percent, reading
@@ -401,3 +402,37 @@ def test_pdf_on_request(tmp_path):
     paths = save(figure, tmp_path / "figures", "w-final-risk", ["pdf", "png"])
     assert paths["pdf"].read_bytes().startswith(b"%PDF")
     assert paths["png"].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def with_proportions(entry: dict) -> dict:
+    share = {"count": 3, "runs": 4, "fraction": 0.75, "low": 0.19, "high": 0.99}
+    unknown = {key: None for key in share} | {"runs": 4}
+    return entry | {
+        "certified_nonconvergent": share,
+        "observed_nonconvergent": unknown,
+        "collapsed": share,
+        "p_first_layer_neuron": 0.375,
+        "p_method": "exact",
+    }
+
+
+def test_theory_curve_only_for_shallow_cells():
+    shallow = [with_proportions(record("a", w)) for w in (1, 2, 4)]
+    deep = [with_proportions(record("b", w, 2)) for w in (1, 2, 4)]
+    labels = []
+    for cells in (shallow, deep):
+        figure = probability_figure(groups(cells)[0])
+        labels.append(
+            [
+                line.get_label()
+                for axes in figure.axes
+                for line in axes.get_lines()
+                if line.get_label().startswith("theory")
+            ]
+        )
+    # certified, observed and 1 - P panels carry the curve for shallow cells only
+    assert len(labels[0]) == 3 and all("p = 0.375" in label for label in labels[0])
+    assert labels[1] == []
+    # an unknown observed verdict leaves its panel with a note, not a failure
+    texts = [text.get_text() for text in figure.axes[1].texts]
+    assert any("not known" in text for text in texts)

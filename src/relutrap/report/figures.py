@@ -217,8 +217,12 @@ def _proportion_arrays(cells: list[dict], key: str):
 
 
 def _theory_width(group: Group) -> list[tuple[float, str]]:
-    """The distinct per-neuron probabilities p of a width group, labelled."""
+    """The distinct per-neuron probabilities p of a width group of shallow cells,
+    labelled; none for deeper cells, where a dead first-layer neuron alone
+    certifies nothing (deeper layers can make new kinks out of the others)."""
     found = {}
+    if any(record["depth"] != 1 for record in group.records):
+        return []
     for record in group.records:
         p = record.get("p_first_layer_neuron")
         if p is None:
@@ -274,27 +278,6 @@ def _unknown(axes, text: str) -> None:
     )
 
 
-def _rate_lines(axes, group: Group, series: dict[str, list[dict]]) -> None:
-    """Fitted slopes of ``log(1 - P)`` where the records carry them."""
-    for index, (_, cells) in enumerate(series.items()):
-        rate = next(
-            (record.get("rate") for record in cells if record.get("rate")), None
-        )
-        if not isinstance(rate, dict) or rate.get("axis") != group.axis:
-            continue
-        slope, intercept = rate.get("slope"), rate.get("intercept")
-        if slope is None or intercept is None:
-            continue
-        values = np.array(group.values(), dtype=float)
-        axes.plot(
-            values,
-            np.exp(intercept + slope * values),
-            color=COLOURS[index % len(COLOURS)],
-            linewidth=0.8,
-            alpha=0.6,
-        )
-
-
 def _complement_panel(axes, group: Group, series) -> None:
     """``1 - P(certified non-convergence)`` on a log scale; a run whose every run
     was certified shows its interval's upper end as a downward triangle."""
@@ -342,7 +325,6 @@ def _complement_panel(axes, group: Group, series) -> None:
             floor = min(floor, complement[positive].min())
     if group.axis == "width":
         _draw_width_theory(axes, group, complement=True)
-    _rate_lines(axes, group, series)
     axes.set_yscale("log")
     if math.isfinite(floor):
         axes.set_ylim(bottom=max(floor / 3, 1e-6), top=1.5)
