@@ -180,7 +180,7 @@ def _environment() -> jinja2.Environment:
 
 def render(study: Study, figures: list[dict]) -> str:
     """The page of ``study``; ``figures``: dicts with ``name``, ``title``,
-    ``caption`` and ``png`` (base64)."""
+    ``caption``, ``width`` (CSS pixels at most) and ``png`` (base64)."""
     records = study.records
     incomplete = sum(record["runs"] < record["planned_runs"] for record in records)
     return (
@@ -238,6 +238,8 @@ def write_report(
                 "name": drawn.name,
                 "title": drawn.title,
                 "caption": drawn.caption,
+                # one scale for every figure: as many pixels per inch on the page
+                "width": round(float(drawn.figure.get_size_inches()[0]) * 80),
                 "png": (
                     base64.b64encode(paths["png"].read_bytes()).decode("ascii")
                     if "png" in paths
