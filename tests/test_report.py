@@ -223,6 +223,9 @@ def chromium() -> str | None:
         found = shutil.which(name)
         if found:
             return found
+    for path in ("/usr/bin/chromium", "/usr/lib/chromium/chromium"):
+        if os.access(path, os.X_OK):
+            return path
     return None
 
 
@@ -386,7 +389,7 @@ def test_final_risk_levels_are_drawn_only_when_the_summary_has_them():
         ]
     }
     without = record()
-    with_levels = record(levels={"levels": [0.04, 0.01, 0.0]})
+    with_levels = record(levels={"risks": [0.04, 0.01, 0.0]})
     plain = final_risk_figure(Group("w", "w", "width", (without,)), runs)
     drawn = final_risk_figure(Group("w", "w", "width", (with_levels,)), runs)
     tolerance = 1e-4 * 0.04

@@ -379,7 +379,7 @@ def _levels(record: dict) -> list[float] | None:
     """The risk levels ``R_0, ..., R_l1`` of a cell's summary, if it has them."""
     block = record.get("levels")
     if isinstance(block, dict):
-        block = block.get("levels", block.get("values"))
+        block = block.get("risks")
     if isinstance(block, list) and all(
         isinstance(value, int | float) for value in block
     ):
