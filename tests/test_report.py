@@ -439,3 +439,32 @@ def test_theory_curve_only_for_shallow_cells():
     # an unknown observed verdict leaves its panel with a note, not a failure
     texts = [text.get_text() for text in figure.axes[1].texts]
     assert any("not known" in text for text in texts)
+
+
+def test_rate_fits_are_drawn_where_given():
+    cells = [with_proportions(record("a", w)) for w in (1, 2, 4)]
+    fit = {
+        "part": "a",
+        "optimizer": "adam",
+        "convention": "book",
+        "learning_rate": 0.01,
+        "axis": "width",
+        "fixed": {"depth": 1},
+        "event": "certified_nonconvergent",
+        "slope": -0.47,
+        "intercept": 0.0,
+    }
+    other = fit | {"optimizer": "sgd"}
+    figure = probability_figure(groups(cells)[0], [other, fit])
+    fitted = [
+        line
+        for line in figure.axes[-1].get_lines()
+        if line.get_label().startswith("fit")
+    ]
+    assert [line.get_label() for line in fitted] == ["fit, slope -0.470"]
+    x, y = fitted[0].get_data()
+    assert np.allclose(y, np.exp(-0.47 * x))
+    plain = probability_figure(groups(cells)[0])
+    assert not any(
+        line.get_label().startswith("fit") for line in plain.axes[-1].get_lines()
+    )

@@ -278,7 +278,46 @@ def _unknown(axes, text: str) -> None:
     )
 
 
-def _complement_panel(axes, group: Group, series) -> None:
+def matching_fit(fits, group: Group, cells: list[dict], event: str) -> dict | None:
+    """The rate fit of ``event`` for one optimizer's cells of the group, if
+    ``fits`` (see :func:`relutrap.analysis.rates`) hold one."""
+    first = cells[0]
+    other = "depth" if group.axis == "width" else "width"
+    for fit in fits:
+        if (
+            fit.get("event") == event
+            and fit.get("axis") == group.axis
+            and fit.get("part") == first["part"]
+            and fit.get("optimizer") == first["optimizer"]
+            and fit.get("convention") == first.get("convention")
+            and fit.get("learning_rate") == first["learning_rate"]
+            and (fit.get("fixed") or {}).get(other) == first[other]
+            and fit.get("slope") is not None
+            and fit.get("intercept") is not None
+        ):
+            return fit
+    return None
+
+
+def _draw_fits(axes, group: Group, series, fits) -> None:
+    """Fitted lines ``1 - P = exp(intercept + slope x)`` of certified
+    non-convergence, thin and in each optimizer's colour."""
+    values = np.linspace(min(group.values()), max(group.values()), 50)
+    for index, cells in enumerate(series.values()):
+        fit = matching_fit(fits, group, cells, "certified_nonconvergent")
+        if fit is None:
+            continue
+        axes.plot(
+            values,
+            np.exp(fit["intercept"] + fit["slope"] * values),
+            color=COLOURS[index % len(COLOURS)],
+            linewidth=0.9,
+            alpha=0.7,
+            label=f"fit, slope {fit['slope']:.3f}",
+        )
+
+
+def _complement_panel(axes, group: Group, series, fits=()) -> None:
     """``1 - P(certified non-convergence)`` on a log scale; a run whose every run
     was certified shows its interval's upper end as a downward triangle."""
     floor = math.inf
@@ -325,6 +364,7 @@ def _complement_panel(axes, group: Group, series) -> None:
             floor = min(floor, complement[positive].min())
     if group.axis == "width":
         _draw_width_theory(axes, group, complement=True)
+    _draw_fits(axes, group, series, fits)
     axes.set_yscale("log")
     if math.isfinite(floor):
         axes.set_ylim(bottom=max(floor / 3, 1e-6), top=1.5)
@@ -335,9 +375,11 @@ def _complement_panel(axes, group: Group, series) -> None:
     axes.set_title("1 − P, log scale (▽: upper end where P = 1)")
 
 
-def probability_figure(group: Group) -> Figure:
+def probability_figure(group: Group, fits=()) -> Figure:
     """Non-convergence against the group's axis: certified, observed (and collapsed,
-    against depth), each with 95% intervals, and ``1 - P`` on a log scale."""
+    against depth), each with 95% intervals, and ``1 - P`` on a log scale with the
+    fitted rates of certified non-convergence where ``fits`` (see
+    :func:`relutrap.analysis.rates`) hold them."""
     series = _series(group)
     values = group.values()
     panels = [
@@ -362,7 +404,7 @@ def probability_figure(group: Group) -> Figure:
             panel.set_xlabel(AXIS_LABELS[group.axis])
             panel.set_ylabel("probability (95% Clopper-Pearson interval)")
             panel.set_title(title)
-        _complement_panel(axes[-1], group, series)
+        _complement_panel(axes[-1], group, series, fits)
         handles, labels = axes[0].get_legend_handles_labels()
         figure.legend(
             handles,
@@ -686,7 +728,7 @@ def study_figures(study: Study) -> list[Drawn]:
                         "on the whole domain."
                     )
                 ),
-                probability_figure(group),
+                probability_figure(group, study.rates),
             )
         )
         drawn.append(

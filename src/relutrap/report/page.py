@@ -162,6 +162,33 @@ def table_rows(records: list[dict]) -> list[dict]:
     ]
 
 
+def _slope(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def rate_row(fit: dict, records: list[dict]) -> dict:
+    """One row of the rates table: a fit of ``log(1 - P)`` along an axis (see
+    :func:`relutrap.analysis.rates`), with its exact numbers as ``data-*``."""
+    fixed = ", ".join(f"{key} {value}" for key, value in (fit["fixed"] or {}).items())
+    interval = (
+        f"[{_slope(fit['low'])}, {_slope(fit['high'])}]"
+        if fit["slope"] is not None
+        else ""
+    )
+    return {
+        "part": fit["part"],
+        "optimizer": optimizer_label(fit | {"schedule": {}}, records),
+        "axis": f"{fit['axis']} ({fixed})" if fixed else fit["axis"],
+        "event": fit["event"].replace("_", " "),
+        "slope": f"{_slope(fit['slope'])} {interval}".strip(),
+        "theory": _slope(fit.get("theory_slope")),
+        "data": {
+            key: _attribute(fit.get(key))
+            for key in ("slope", "low", "high", "theory_slope")
+        },
+    }
+
+
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
@@ -199,6 +226,7 @@ def render(study: Study, figures: list[dict]) -> str:
             cells=len(records),
             incomplete=incomplete,
             reading=reading(records),
+            rates=[rate_row(fit, records) for fit in study.rates],
             figures=figures,
         )
     )

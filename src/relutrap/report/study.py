@@ -7,6 +7,7 @@ an output directory; nothing is recomputed but the summary of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ class Study:
             field -> per-hidden-layer counts; checkpoint risk: one risk or ``None``
             per checkpoint).
         checkpoint_steps: cell identity -> the steps at which risks were recorded.
+        rates: fits of ``log(1 - P)`` along the width and the depth (see
+            :func:`relutrap.analysis.rates`).
     """
 
     directory: Path
@@ -40,6 +43,7 @@ class Study:
     records: list[dict]
     runs: dict[str, list[dict]]
     checkpoint_steps: dict[str, list[int]]
+    rates: list[dict] = dataclasses.field(default_factory=list)
 
 
 def _decoded(run: dict) -> dict:
