@@ -19,6 +19,7 @@ import relutrap
 from relutrap.cli import app
 from relutrap.report.figures import (
     Group,
+    _quartiles,
     final_risk_figure,
     groups,
     optimizer_label,
@@ -468,3 +469,9 @@ def test_rate_fits_are_drawn_where_given():
     assert not any(
         line.get_label().startswith("fit") for line in plain.axes[-1].get_lines()
     )
+
+
+def test_quartiles_keep_diverged_runs_infinite():
+    low, median, high = _quartiles([[1.0, None], [2.0, None], [3.0, 0.5], [4.0, 1.0]])
+    assert list(low) == [1.0, 0.5] and list(median) == [2.0, 1.0]
+    assert list(high) == [3.0, np.inf]

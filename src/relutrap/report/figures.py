@@ -648,13 +648,15 @@ def census_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
 
 
 def _quartiles(risks: list[list[float | None]]) -> np.ndarray:
-    """Quartiles per checkpoint, shape ``(3, checkpoints)``; diverged risks (None)
-    count as infinite, so a quartile is infinite once a quarter of runs diverged."""
+    """Quartiles per checkpoint, shape ``(3, checkpoints)``, each a risk of some run
+    (no interpolation); diverged risks (None) count as infinite, so a quartile is
+    infinite (not drawn) once enough runs diverged."""
     table = np.array(
         [[math.inf if risk is None else risk for risk in run] for run in risks],
         dtype=float,
     )
-    return np.quantile(table, [0.25, 0.5, 0.75], axis=0)
+    # no interpolation: the infinite risks of diverged runs stay infinite
+    return np.quantile(table, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
 
 
 def trajectory_figure(group: Group, study: Study) -> Figure:
