@@ -91,6 +91,12 @@ class Cell:
         for field, default in _DEFAULTS.items():
             if getattr(self, field) == default:
                 record.pop(field)
+        # A problem without a data set hashes as before data sets existed; a data
+        # set is named by its content's digest, not by where its file lies.
+        data = record["problem"].pop("data", None)
+        if data is not None:
+            data.pop("path")
+            record["problem"]["data"] = data
         return record
 
     @property
