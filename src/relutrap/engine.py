@@ -33,6 +33,7 @@ import numpy as np
 
 from relutrap import inactivity, optimizers
 from relutrap.cells import Cell, run_key
+from relutrap.datasets import load
 from relutrap.init import initialize
 from relutrap.networks import (
     hidden_widths,
@@ -40,7 +41,6 @@ from relutrap.networks import (
     realization,
     realization_with_activity,
 )
-from relutrap.datasets import load
 from relutrap.problems import (
     Problem,
     evaluation_inputs,

@@ -360,6 +360,12 @@ class PartSpec(_Strict):
             raise ValueError("give either 'steps' or 'epochs', not both")
         return self
 
+    @model_validator(mode="after")
+    def _batches_fit_the_data(self):
+        if self.problem.data is not None:
+            self.step_count(self.problem.build())
+        return self
+
     @model_serializer(mode="wrap")
     def _omit_no_epochs(self, handler):
         data = handler(self)
