@@ -48,8 +48,8 @@ def source(path, **changes):
         ("a,b,y\n1,2,3\n4,,6\n", ["line 3", "column 'b'", "empty field"]),
         ("a,b,y\n1,2,3\n\n4,5,inf\n", ["line 4", "column 'y'", "not a finite"]),
         ('a,b,y\n"1\n",2,3\n4,z,6\n', ["line 4", "column 'b'"]),
-        ("a,b,y\n1,2,3\n4,5\n", ["line 3", "ragged row", "2 fields", "has 3"]),
-        ("a,b,y\n1,2,3\n4,5,6,7\n", ["line 3", "ragged row", "4 fields"]),
+        ("a,b,y\n1,2,3\n4,5\n", ["line 3, column 'y'", "ragged row: 2 fields"]),
+        ("a,b,y\n1,2,3\n4,5,6,7\n", ["line 3, column 4", "ragged row: 4 fields"]),
         ("a,c,y\n1,2,3\n", ["line 1", "column 'b'", "no such column"]),
     ],
 )
@@ -386,7 +386,7 @@ def test_risks_are_empirical_on_training_and_held_out_sets(wave):
 def test_finite_census_is_exact_on_every_layer():
     rng = np.random.default_rng(3)
     inputs = rng.normal(size=(40, 3))
-    for trial in range(20):
+    for _ in range(20):
         params = tuple(
             (rng.normal(size=(m, k)), rng.normal(size=k) - 0.5)
             for m, k in ((3, 5), (5, 4), (4, 1))

@@ -124,10 +124,17 @@ def _csv_lines(path: Path, text: str) -> tuple[list[int], int]:
     start = reader.line_num + 1
     for record in reader:
         if record:
-            if len(record) != len(header):
+            if len(record) < len(header):
                 raise DataError(
-                    f"{path}, line {start}: ragged row: {len(record)} fields where "
-                    f"the header (line 1) has {len(header)}"
+                    f"{path}, line {start}, column {header[len(record)]!r}: missing "
+                    f"(ragged row: {len(record)} fields where the header, line 1, "
+                    f"has {len(header)})"
+                )
+            if len(record) > len(header):
+                raise DataError(
+                    f"{path}, line {start}, column {len(header) + 1}: a field beyond "
+                    f"the header (ragged row: {len(record)} fields where the header, "
+                    f"line 1, has {len(header)})"
                 )
             lines.append(start)
         start = reader.line_num + 1
