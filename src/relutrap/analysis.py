@@ -113,7 +113,8 @@ def _first_layer_probability(cell: Cell):
     arch = cell.architecture
     problem = cell.problem
     if problem.data is not None:
-        return datasets.first_layer_inactivity(cell.init, arch, problem.data)
+        # p depends on the input dimension and the first width only.
+        return datasets.first_layer_inactivity(cell.init, arch[:2], problem.data)
     return first_layer_inactivity(cell.init, arch, problem.low, problem.high)
 
 
