@@ -441,3 +441,18 @@ def test_observed_verdicts_relative_to_the_best_run():
     verdicts, best = best_run_verdicts(runs, tolerance=0.01, variance=2.0)
     assert best == 0.50
     assert verdicts == [False, False, True, True, True]
+
+
+def test_best_constant_is_optimal_only_for_equal_means_per_input():
+    def dataset(inputs, targets):
+        inputs = np.asarray(inputs, float).reshape(len(targets), -1)
+        empty = np.zeros((0, inputs.shape[1]))
+        return datasets.Dataset(
+            inputs, np.asarray(targets, float), empty, np.zeros(0), ("a",), "y", ""
+        )
+
+    # Equal inputs with labels 0 and 2, and a third input with label 1: every group
+    # has mean 1, so no function of the inputs beats the constant 1.
+    assert datasets.best_constant_is_optimal(dataset([0, 0, 1], [0, 2, 1]))
+    assert not datasets.best_constant_is_optimal(dataset([0, 0, 1], [0, 2, 2]))
+    assert datasets.best_constant_is_optimal(dataset([0, 1, 2], [3, 3, 3]))
