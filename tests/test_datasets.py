@@ -456,3 +456,21 @@ def test_best_constant_is_optimal_only_for_equal_means_per_input():
     assert datasets.best_constant_is_optimal(dataset([0, 0, 1], [0, 2, 1]))
     assert not datasets.best_constant_is_optimal(dataset([0, 0, 1], [0, 2, 2]))
     assert datasets.best_constant_is_optimal(dataset([0, 1, 2], [3, 3, 3]))
+
+
+def test_a_store_from_before_held_out_risks_gains_their_column(tmp_path):
+    import sqlite3
+
+    from relutrap import store
+
+    old_schema = store._SCHEMA.replace("    holdout_risk REAL,\n", "")
+    connection = sqlite3.connect(tmp_path / store.DATABASE)
+    connection.executescript(old_schema)
+    connection.close()
+
+    with store.open_for_writing(tmp_path) as opened:
+        columns = [
+            row[1] for row in opened.connection.execute("PRAGMA table_info(runs)")
+        ]
+    assert "holdout_risk" not in old_schema
+    assert columns[-1] == "holdout_risk"
