@@ -184,7 +184,7 @@ def test_report_numbers_equal_summary_json(study_dir, summary_json):
                 assert (
                     json.loads(cell["data-of"]) == record["without_certified_inactive"]
                 )
-    assert compared == len(summary_json) * (15 + 4 * 5 - 4)
+    assert compared == len(summary_json) * (16 + 4 * 5 - 4)
     # the square target's optimal risk is not known: its observed verdict is n/a
     square = [record for record in summary_json if record["part"] == "depth"]
     assert all(r["observed_nonconvergent"]["fraction"] is None for r in square)

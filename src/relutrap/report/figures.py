@@ -217,11 +217,15 @@ def _proportion_arrays(cells: list[dict], key: str):
 
 
 def _theory_width(group: Group) -> list[tuple[float, str]]:
-    """The distinct per-neuron probabilities p of a width group of shallow cells,
-    labelled; none for deeper cells, where a dead first-layer neuron alone
-    certifies nothing (deeper layers can make new kinks out of the others)."""
+    """The distinct per-neuron probabilities p of a width group of shallow cells on
+    a box, labelled; none for deeper cells, where a dead first-layer neuron alone
+    certifies nothing (deeper layers can make new kinks out of the others), nor on
+    a data set, where certified non-convergence comes from collapses only."""
     found = {}
-    if any(record["depth"] != 1 for record in group.records):
+    if any(
+        record["depth"] != 1 or record.get("data") is not None
+        for record in group.records
+    ):
         return []
     for record in group.records:
         p = record.get("p_first_layer_neuron")
@@ -447,13 +451,16 @@ def census_class(count: int) -> int:
 
 
 def _tolerance_limit(record: dict) -> float | None:
-    """The largest final risk a converged run of the cell may have."""
-    if record.get("optimal_risk") is None:
+    """The largest final risk a converged run of the cell may have: the optimal
+    risk, or on a data set the best run's final risk (see the summary's
+    ``reference``), plus the tolerance times the variance of the target."""
+    reference = record.get("optimal_risk")
+    if reference is None:
+        reference = record.get("best_final_risk")
+    if reference is None:
         return None
     variance = max(record["target_variance"], 0.0)
-    limit = record["optimal_risk"] + record["tolerance"] * (
-        variance if variance > 0 else 1.0
-    )
+    limit = reference + record["tolerance"] * (variance if variance > 0 else 1.0)
     return limit if limit > 0 else None
 
 
@@ -553,7 +560,7 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
         handles = [Patch(color=colour) for colour in colours]
         labels = [f"{name} certified inactive" for name in names]
         handles.append(Line2D([], [], color="black", linestyle=":"))
-        labels.append("tolerance: optimal risk + tol · Var f(X)")
+        labels.append("tolerance: optimal risk (or best run) + tol · Var f(X)")
         if any(_levels(record) for record in group.records):
             handles.append(Line2D([], [], color="#C85200", linestyle="--"))
             labels.append("risk levels $R_k$ (k live first-layer neurons)")

@@ -96,6 +96,12 @@ COLUMNS = (
         "median of final risk / Var f(X)",
     ),
     Column("tolerance", "tolerance", "number"),
+    Column(
+        "reference",
+        "reference",
+        "text",
+        "what the observed verdict compares with: the optimal risk, or the best run",
+    ),
 )
 
 
@@ -147,7 +153,10 @@ def table_cell(column: Column, record: dict, records: list[dict]) -> dict:
             text += " (premise fails)"
     else:
         data["value"] = _attribute(value)
-        text = _number(value) if column.kind != "text" else str(value)
+        if column.kind == "text":
+            text = "n/a" if value is None else str(value)
+        else:
+            text = _number(value)
     return {"text": text, "data": data}
 
 

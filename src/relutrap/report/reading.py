@@ -60,7 +60,12 @@ def _group_sentences(group: Group) -> list[str]:
         observed = _extremes(cells, "observed_nonconvergent", group)
         certified = _extremes(cells, "certified_nonconvergent", group)
         parts = [f"Part {group.title}, {symbol} {value}:"]
-        if observed is not None:
+        if observed is not None and cells[0].get("reference") == "best run":
+            parts.append(
+                f"{observed} ended more than the tolerance {tolerance:g} (relative "
+                "to the variance of the labels) above the best run of their cell;"
+            )
+        elif observed is not None:
             parts.append(
                 f"{observed} did not converge (final risk above the tolerance "
                 f"{tolerance:g});"
