@@ -565,7 +565,11 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             handles.append(Line2D([], [], color="#C85200", linestyle="--"))
             labels.append("risk levels $R_k$ (k live first-layer neurons)")
         figure.legend(
-            handles, labels, loc="outside lower center", ncols=4, frameon=False
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=min(4, 1 + len(values)),
+            frameon=False,
         )
         figure.suptitle(
             f"{group.title}: final risk of every run, by its certified inactive "
