@@ -364,6 +364,11 @@ def test_optimizer_labels_tell_series_apart():
     ]
     labels = [optimizer_label(r, records) for r in records]
     assert labels == ["Adam, lr 0.01", "Adam, lr 0.001", "SGD (torch), cosine"]
+    swept = [record(init=scheme) for scheme in ("normal", "he_normal")]
+    assert [optimizer_label(r, swept) for r in swept] == [
+        "Adam, normal init",
+        "Adam, he_normal init",
+    ]
 
 
 def test_percent_never_rounds_to_certainty():

@@ -154,10 +154,20 @@ def groups(records: Iterable[dict]) -> list[Group]:
     return found
 
 
+# Cell fields a sweep may vary besides the optimizer: (field, how a label shows it).
+SWEPT = (
+    ("init", "{} init"),
+    ("batch_size", "batch {}"),
+    ("steps", "{} steps"),
+)
+
+
 def optimizer_label(record: dict, records: Iterable[dict] = ()) -> str:
     """The optimizer of a cell as a legend shows it: its name, its convention where
-    not the book's, its schedule where not constant, and its learning rate where
-    ``records`` hold the same name with another rate."""
+    not the book's, its schedule where not constant, its learning rate where
+    ``records`` hold the same name with another rate, and its initialization,
+    batch size and steps where ``records`` hold several."""
+    records = list(records)
     name = record["optimizer"]
     label = OPTIMIZER_NAMES.get(name, name)
     if record.get("convention") not in ("book", None):
@@ -168,6 +178,9 @@ def optimizer_label(record: dict, records: Iterable[dict] = ()) -> str:
     rates = {other["learning_rate"] for other in records if other["optimizer"] == name}
     if len(rates) > 1:
         label += f", lr {record['learning_rate']:g}"
+    for field, shown in SWEPT:
+        if len({other.get(field) for other in records}) > 1:
+            label += ", " + shown.format(record.get(field))
     return label
 
 
