@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +19,6 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -31,6 +31,11 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 SPEC_ERROR = 2
+
+
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 class Format(StrEnum):
@@ -69,9 +74,28 @@ def run(
     runs: Annotated[
         int | None, typer.Option(help="Runs per cell, overriding the spec.")
     ] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="Where the runs train: here, or on a Ray cluster.")
+    ] = Backend.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of a Ray cluster; without it a local one is started."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPUs of the local Ray cluster (default: all)."),
+    ] = None,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            help="Accept a spec that adds runs or cells to the study in --out."
+        ),
+    ] = False,
 ):
     """Run a study; running it again on the same output resumes it."""
-    from relutrap.backends import run_experiment, total_runs
+    from relutrap import backends
     from relutrap.experiment import SpecError, load_spec, with_runs
     from relutrap.store import StoreError
 
@@ -81,35 +105,84 @@ def run(
             parsed = with_runs(parsed, runs)
     except SpecError as error:
         _fail(str(error))
+    if backend is Backend.ray:
+        try:
+            backends.import_ray()
+        except backends.BackendError as error:
+            _fail(str(error))
+    elif address is not None or workers is not None:
+        _fail("--address and --workers apply to --backend ray only")
 
     _use_compilation_cache()
+    chunks, _ = backends.plan(parsed)
+    total = backends.total_runs(parsed)
+    largest = max((chunk.planned for chunk in chunks), default=0)
+    console.print(
+        f"{parsed.name}: {len(backends.cells(parsed))} cells, {total:,} runs in "
+        f"{len(chunks):,} chunks of up to {largest:,} runs (memory budget "
+        f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
+        highlight=False,
+    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("runs  {task.fields[rate]}"),
+        TextColumn("runs  {task.fields[rate]}  {task.fields[remaining]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(parsed.name, total=total_runs(parsed), rate="")
+        task = progress.add_task(parsed.name, total=total, rate="", remaining="")
+        started = time.monotonic()
+        trained = 0
 
-        def advance(count: int, label: str) -> None:
+        def advance(count: int, label: str, computed: bool) -> None:
+            nonlocal trained
             progress.advance(task, count)
-            elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed
-            rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
-            progress.update(task, rate=rate, description=label)
+            if not computed:
+                progress.update(task, description=label)
+                if not console.is_terminal:
+                    console.print(
+                        f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
+                        highlight=False,
+                    )
+                return
+            trained += count
+            rate, remaining = _speed(trained, time.monotonic() - started, total - done)
+            progress.update(task, rate=rate, remaining=remaining, description=label)
             if not console.is_terminal:
-                total = progress.tasks[task].total
-                console.print(f"{done:.0f}/{total:.0f} runs  {rate}  {label}")
+                console.print(
+                    f"{done:.0f}/{total} runs  {rate}  {remaining}  {label}",
+                    highlight=False,
+                )
 
         try:
-            run_experiment(parsed, out, advance)
+            backends.run_experiment(
+                parsed,
+                out,
+                advance,
+                backend=backend.value,
+                address=address,
+                extend=extend,
+                workers=workers,
+            )
         except (StoreError, SpecError) as error:
             _fail(str(error))
+        except backends.BackendError as error:
+            _fail(str(error), code=1)
         progress.update(task, description=parsed.name)
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
+
+
+def _speed(trained: int, seconds: float, left: float) -> tuple[str, str]:
+    """Runs per second over the runs trained now, and the time the ``left`` runs
+    will take at that rate."""
+    if seconds <= 0 or trained <= 0:
+        return "", ""
+    rate = trained / seconds
+    left_seconds = round(left / rate)
+    hours, rest = divmod(left_seconds, 3600)
+    return f"{rate:,.1f}/s", f"{hours}:{rest // 60:02d}:{rest % 60:02d} left"
 
 
 def _interval(entry: dict | None) -> str:

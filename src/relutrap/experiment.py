@@ -245,9 +245,7 @@ class OptimizerSpec(_Strict):
                 f"convention: an optax optimizer has none, got {self.convention!r}"
             )
         try:
-            transform = factory(
-                learning_rate=self.learning_rates()[0], **self.settings
-            )
+            transform = factory(learning_rate=self.learning_rates()[0], **self.settings)
             probe = {"w": jnp.zeros(2)}
             with jax.numpy_dtype_promotion("standard"):  # optax relies on it
                 transform.update(probe, transform.init(probe), probe)
@@ -443,3 +441,59 @@ def chunks(runs: int, chunk_size: int) -> list[range]:
         range(start, min(start + chunk_size, runs))
         for start in range(0, runs, chunk_size)
     ]
+
+
+EXTENDABLE = ("runs", "parts", "chunk_size", "memory_budget_mb", "description")
+
+
+def _changed_fields(old: Cell, new: Cell) -> list[str]:
+    before, after = old.as_record(), new.as_record()
+    return [
+        f"{key} ({before[key]!r} -> {after[key]!r})"
+        for key in before
+        if before[key] != after[key]
+    ]
+
+
+def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
+    """Check that ``spec`` extends ``stored``: more runs per cell or more cells.
+
+    Every cell of ``stored`` must be a cell of ``spec`` with at least as many runs,
+    and the fields that shape every cell or run (seed, dtype, tolerance, ...) must be
+    equal.
+
+    Raises:
+        SpecError: naming the field that changed.
+    """
+    for field in ExperimentSpec.model_fields:
+        before, after = getattr(stored, field), getattr(spec, field)
+        if field not in EXTENDABLE and before != after:
+            raise SpecError(
+                f"field {field}: changed from {before!r} to {after!r}, which changes "
+                "the stored runs; extending may only add runs or cells"
+            )
+    new_cells = cells(spec)
+    runs_of = {cell.identity: runs for cell, runs in new_cells}
+    for cell, runs in cells(stored):
+        if cell.identity not in runs_of:
+            same_part = [other for other, _ in new_cells if other.part == cell.part]
+            if not same_part:
+                raise SpecError(
+                    f"field parts: the part {cell.part!r} with stored runs is "
+                    "missing; extending may only add runs or cells"
+                )
+            closest = min(
+                same_part, key=lambda other: len(_changed_fields(cell, other))
+            )
+            raise SpecError(
+                f"the stored cell '{cell.label()}' is missing from the new spec; "
+                f"the closest new cell differs in field(s) "
+                f"{', '.join(_changed_fields(cell, closest))}; extending may only "
+                "add runs or cells"
+            )
+        if runs_of[cell.identity] < runs:
+            raise SpecError(
+                f"field runs: the cell '{cell.label()}' would plan "
+                f"{runs_of[cell.identity]} runs, fewer than the {runs} stored ones "
+                "were planned with; extending may only add runs or cells"
+            )

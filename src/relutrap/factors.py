@@ -107,8 +107,7 @@ def number_range(table: dict) -> list[float]:
         )
     if not low < high:
         raise ValueError(
-            f"range: lower bound 'from' ({low}) must be below upper bound 'to' "
-            f"({high})"
+            f"range: lower bound 'from' ({low}) must be below upper bound 'to' ({high})"
         )
     if scale == "log":
         if low <= 0:
@@ -137,9 +136,7 @@ def integers(value, low: int, high: int, scalar: bool = True) -> int | list[int]
     Returns one integer where one was given (and ``scalar``), else the list.
     """
     values = _as_values(value, integer_range)
-    allowed = (
-        f"must be an integer from {low} to {high}, or a list or range of them"
-    )
+    allowed = f"must be an integer from {low} to {high}, or a list or range of them"
     for item in values:
         if not _is_integer(item) or not low <= item <= high:
             raise ValueError(f"{allowed}; got {item!r}")
