@@ -38,7 +38,7 @@ learning_rate = 0.01
 LONG_TOML = (
     TINY_TOML.replace("runs = 8", "runs = 24")
     .replace("chunk_size = 4", "chunk_size = 2")
-    .replace("steps = 30", "steps = 1000")
+    .replace("steps = 30", "steps = 400")
 )
 
 
