@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from stored import assert_same_runs, run_count, stored_runs
 from typer.testing import CliRunner
 
 from relutrap import backends
 from relutrap.cli import app
 from relutrap.experiment import load_spec
 from relutrap.store import DATABASE
+from stored import assert_same_runs, run_count, stored_runs
 
 RELUTRAP = Path(sys.executable).parent / "relutrap"
 
@@ -260,9 +260,7 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_result(
 
 
 @pytest.mark.slow
-def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(
-    long_study, tmp_path
-):
+def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp_path):
     spec, reference = long_study
     out = tmp_path / "out"
     cache = tmp_path / "cache"
