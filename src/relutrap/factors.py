@@ -130,6 +130,15 @@ def _as_values(value, expand) -> list:
     return [value]
 
 
+def _once(values: list) -> list:
+    seen = set()
+    for item in values:
+        if item in seen:
+            raise ValueError(f"the value {item!r} is given twice; give each once")
+        seen.add(item)
+    return values
+
+
 def integers(value, low: int, high: int, scalar: bool = True) -> int | list[int]:
     """An integer factor with every value in ``[low, high]``.
 
@@ -140,7 +149,7 @@ def integers(value, low: int, high: int, scalar: bool = True) -> int | list[int]
     for item in values:
         if not _is_integer(item) or not low <= item <= high:
             raise ValueError(f"{allowed}; got {item!r}")
-    return values[0] if scalar and _is_integer(value) else values
+    return values[0] if scalar and _is_integer(value) else _once(values)
 
 
 def numbers(value, above: float = 0.0) -> float | list[float]:
@@ -153,7 +162,7 @@ def numbers(value, above: float = 0.0) -> float | list[float]:
                 f"them; got {item!r}"
             )
     values = [float(item) for item in values]
-    return values[0] if _is_number(value) else values
+    return values[0] if _is_number(value) else _once(values)
 
 
 def choices(value, allowed: Sequence[str]) -> str | list[str]:
@@ -167,7 +176,7 @@ def choices(value, allowed: Sequence[str]) -> str | list[str]:
     for item in values:
         if item not in allowed:
             raise ValueError(f"unknown {item!r}; allowed: {', '.join(allowed)}")
-    return values[0] if isinstance(value, str) else values
+    return values[0] if isinstance(value, str) else _once(values)
 
 
 def as_list(value) -> list:
