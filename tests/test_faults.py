@@ -1,6 +1,7 @@
 """Faults and bad input: killed sweeps, two writers, bad specs on the command line."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from relutrap import backends
-from relutrap.cli import app
+from relutrap.cli import _speed, app
 from relutrap.experiment import load_spec
 from relutrap.store import DATABASE
 from stored import assert_same_runs, run_count, stored_runs
@@ -252,7 +253,10 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_result(
     assert sweep.returncode == -signal.SIGKILL
     assert 0 < stored_then < 24 and len(interrupted) < 24
     assert resumed.returncode == 0, resumed.stderr
-    assert f"({len(interrupted)} already stored)" in resumed.stderr
+    assert f"{len(interrupted)}/24 runs  ({len(interrupted)} already stored)" in (
+        resumed.stderr
+    )
+    assert re.search(r"24/24 runs  [\d.,]+/s  0:00:00 left", resumed.stderr)
     assert_same_runs(out, reference)
     # Runs stored before the kill were not trained again: their rows are unchanged.
     after = stored_runs(out)
@@ -282,3 +286,9 @@ def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp
     with sqlite3.connect(out / DATABASE) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     connection.close()
+
+
+def test_the_rate_counts_trained_runs_and_gives_the_time_left():
+    assert _speed(10, 5.0, 7200) == ("2.0/s", "1:00:00 left")
+    assert _speed(30, 10.0, 45) == ("3.0/s", "0:00:15 left")
+    assert _speed(0, 3.0, 10) == ("", "")

@@ -145,6 +145,7 @@ def test_stored_results_do_not_depend_on_the_chunk_size(
     assert_same_runs(tmp_path, stored)
 
 
+@pytest.mark.slow
 def test_diverging_runs_are_recorded_and_the_sweep_goes_on(tiny_spec, tmp_path):
     tiny_spec["runs"] = 4
     tiny_spec["parts"][0]["optimizers"] = [
