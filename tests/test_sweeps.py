@@ -3,9 +3,11 @@
 import copy
 
 import pytest
+from typer.testing import CliRunner
 
 from relutrap import backends
 from relutrap.api import summary
+from relutrap.cli import app
 from relutrap.experiment import SpecError, cells, parse_spec
 from relutrap.store import DATABASE, StoreError
 from stored import assert_same_runs, stored_runs
@@ -164,3 +166,26 @@ def test_diverging_runs_are_recorded_and_the_sweep_goes_on(tiny_spec, tmp_path):
     assert records[1e6]["observed_nonconvergent"]["fraction"] == 1.0
     assert records[0.01]["runs"] == 4
     assert all(run["final_risk"] is not None for run in runs if run not in diverged)
+
+
+@pytest.mark.slow
+def test_the_summary_table_shows_the_init_schemes_a_study_varies(
+    stored, tiny_spec, tmp_path
+):
+    tiny_spec.update(runs=2, chunk_size=2)
+    tiny_spec["parts"][0].update(steps=5, init={"scheme": ["normal", "he_normal"]})
+    backends.run_experiment(parse_spec(tiny_spec), tmp_path)
+
+    varied = CliRunner().invoke(app, ["summary", str(tmp_path)])
+    plain = CliRunner().invoke(app, ["summary", str(stored)])
+
+    assert varied.exit_code == 0, varied.output
+    header = next(line for line in varied.stdout.splitlines() if "arch." in line)
+    assert "init" in header.split() and "batch" not in header.split()
+    assert "he_normal" in varied.stdout
+    assert (
+        "init"
+        not in next(
+            line for line in plain.stdout.splitlines() if "arch." in line
+        ).split()
+    )

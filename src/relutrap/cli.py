@@ -211,9 +211,16 @@ def _table(records: list[dict]) -> Table:
             "converged when (risk - optimal risk) / Var f(X) <= tol."
         ),
     )
+    # Factors a study varies besides the ones always shown get a column too.
+    varied = [
+        (key, title)
+        for key, title in (("init", "init"), ("batch_size", "batch"))
+        if len({record[key] for record in records}) > 1
+    ]
     for name in (
         "part",
         "arch.",
+        *(title for _, title in varied),
         "optimizer",
         "lr",
         "steps",
@@ -243,6 +250,7 @@ def _table(records: list[dict]) -> Table:
         table.add_row(
             record["part"],
             _architecture(record["architecture"]),
+            *(str(record[key]) for key, _ in varied),
             optimizer
             + {True: "", False: " (!)", None: " (?)"}[record["premise_holds"]],
             f"{record['learning_rate']:g}",
