@@ -25,8 +25,10 @@ fail, once: it creates the file ``MARKER`` and then exits its worker process at 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +228,18 @@ def train_chunk(cell: Cell, seed: int, runs, transform=None, fault: str = ""):
     return engine.train_runs(cell, seed, runs, transform)
 
 
+def require_ray() -> None:
+    """Raise :class:`BackendError`, saying how to install Ray, where it is missing.
+
+    Ray is looked up, not imported: :func:`connect_ray` must make a setting before
+    its first import.
+    """
+    if importlib.util.find_spec("ray") is None:
+        raise BackendError(
+            f"the ray backend needs Ray, which is not installed: {RAY_INSTALL}"
+        )
+
+
 def import_ray():
     """The ``ray`` module, or :class:`BackendError` saying how to install it."""
     try:
@@ -252,15 +266,19 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
         return False
     options = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        if address is None:
-            ray.init(
-                num_cpus=workers or os.cpu_count(),
-                object_store_memory=128 * 2**20,
-                _node_ip_address="127.0.0.1",
-                **options,
-            )
-        else:
-            ray.init(address=address, **options)
+        with warnings.catch_warnings():
+            # Ray starts its processes by fork and exec; JAX's warning about fork in a
+            # threaded process concerns a fork that goes on running Python.
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+            if address is None:
+                ray.init(
+                    num_cpus=workers or os.cpu_count(),
+                    object_store_memory=128 * 2**20,
+                    _node_ip_address="127.0.0.1",
+                    **options,
+                )
+            else:
+                ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = address or "a local cluster"
         raise BackendError(f"cannot connect to Ray at {where}: {error}") from None

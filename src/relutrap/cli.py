@@ -108,7 +108,7 @@ def run(
         _fail(str(error))
     if backend is Backend.ray:
         try:
-            backends.import_ray()
+            backends.require_ray()
         except backends.BackendError as error:
             _fail(str(error))
     elif address is not None or workers is not None:
