@@ -1,8 +1,10 @@
 """Faults and bad input: killed sweeps, two writers, bad specs on the command line."""
 
+import importlib.util
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -158,6 +160,28 @@ def test_the_ray_backend_without_ray_exits_2_saying_how_to_install(
     assert result.exit_code == 2
     assert "pip install 'relutrap[ray]'" in words(result.stderr)
     assert output_state(stored_study) == before
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray is not installed"
+)
+def test_an_address_where_no_cluster_listens_fails_at_once(stored_study, tmp_path):
+    spec = stored_study.parent / "tiny.toml"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app,
+        ["run", str(spec), "--out", str(tmp_path / "out")]
+        + ["--backend", "ray", "--address", address],
+    )
+
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach a Ray cluster at {address}" in words(result.stderr)
+    assert time.monotonic() - started < 60
 
 
 def test_an_address_without_the_ray_backend_is_refused(stored_study):

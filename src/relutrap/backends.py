@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +163,7 @@ def run_experiment(
         cell.identity: engine.target_variance(cell) for cell, _ in planned_cells
     }
 
-    with open_for_writing(directory) as store:
+    with open_for_writing(directory) as store, _cluster(backend, address, workers):
         stored_spec = store.stored_spec()
         if extend and stored_spec is not None:
             check_extension(parse_spec(stored_spec, "stored spec"), spec)
@@ -183,7 +185,7 @@ def run_experiment(
         if not to_train:
             return
         if backend == "ray":
-            outcomes = _ray_outcomes(to_train, spec.seed, transforms, address, workers)
+            outcomes = _ray_outcomes(to_train, spec.seed, transforms)
         else:
             outcomes = _local_outcomes(to_train, spec.seed, transforms)
         try:
@@ -255,15 +257,21 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
     """Connect this process to a Ray cluster; return whether it started one.
 
     Keeps an existing connection.  Without ``address`` it starts a local cluster
-    bound to 127.0.0.1 (no dashboard, a small object store, ``workers`` CPUs).
+    whose node address is 127.0.0.1 (no dashboard, a small object store,
+    ``workers`` CPUs).  A loopback ``address`` (``127.x.x.x:PORT`` or
+    ``localhost:PORT``) is reached on the loopback interface too.
     """
-    if address is None:
-        # Ray's switch to keep a single-machine cluster on the loopback address;
-        # read when Ray is first imported.
+    host = (address or "").rpartition(":")[0]
+    if address is None or host == "localhost" or host.startswith("127."):
+        # Ray's switch to keep a single-machine cluster on the loopback address
+        # (otherwise it swaps a loopback address for the machine's own); read when
+        # Ray is first imported.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if address is not None:
+        _check_reachable(address)
     options = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         with warnings.catch_warnings():
@@ -285,8 +293,35 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
     return True
 
 
+def _check_reachable(address: str, seconds: float = 10.0) -> None:
+    """Fail fast, with :class:`BackendError`, where nothing listens at a
+    ``HOST:PORT`` address (Ray itself would retry for minutes); other address
+    forms go to Ray as they are."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise BackendError(
+            f"cannot reach a Ray cluster at {address}: {error.strerror or error}"
+        ) from None
+
+
+@contextmanager
+def _cluster(backend: str, address: str | None, workers: int | None):
+    """Connected to Ray for the ray backend; a cluster started here is shut down
+    at the end."""
+    started = backend == "ray" and connect_ray(address, workers)
+    try:
+        yield
+    finally:
+        if started:
+            import_ray().shutdown()
+
+
 def _ray_outcomes(
-    to_train, seed, transforms, address, workers, resubmits: int = 2
+    to_train, seed, transforms, resubmits: int = 2
 ) -> Iterator[tuple[Chunk, object]]:
     """Outcomes of the chunks as Ray tasks finish them, in the order they finish.
 
@@ -295,42 +330,37 @@ def _ray_outcomes(
     submitted again, at most ``resubmits`` times, then :class:`BackendError`.
     """
     ray = import_ray()
-    started = connect_ray(address, workers)
-    try:
-        task = ray.remote(max_retries=3)(train_chunk)
-        fault = os.environ.get(FAULT_VARIABLE, "")
-        in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        waiting = list(enumerate(to_train))
-        running: dict = {}
-        failures = [0] * len(to_train)
+    task = ray.remote(max_retries=3)(train_chunk)
+    fault = os.environ.get(FAULT_VARIABLE, "")
+    in_flight = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    waiting = list(enumerate(to_train))
+    running: dict = {}
+    failures = [0] * len(to_train)
 
-        def submit(number: int, chunk: Chunk) -> None:
-            transform = transforms.get(chunk.cell.optimizer)
-            reference = task.remote(chunk.cell, seed, chunk.runs, transform, fault)
-            running[reference] = (number, chunk)
+    def submit(number: int, chunk: Chunk) -> None:
+        transform = transforms.get(chunk.cell.optimizer)
+        reference = task.remote(chunk.cell, seed, chunk.runs, transform, fault)
+        running[reference] = (number, chunk)
 
-        while waiting or running:
-            while waiting and len(running) < in_flight:
-                submit(*waiting.pop(0))
-            (done,), _ = ray.wait(list(running), num_returns=1)
-            number, chunk = running.pop(done)
-            try:
-                result = ray.get(done)
-            except ray.exceptions.RayError as error:
-                failures[number] += 1
-                if failures[number] > resubmits:
-                    raise BackendError(
-                        f"{chunk.cell.label()}: the chunk of runs {chunk.runs[0]}-"
-                        f"{chunk.runs[-1]} failed {failures[number]} times; last "
-                        f"error: {_first_line(error)}"
-                    ) from None
-                time.sleep(0.1 * failures[number])
-                submit(number, chunk)
-                continue
-            yield chunk, result
-    finally:
-        if started:
-            ray.shutdown()
+    while waiting or running:
+        while waiting and len(running) < in_flight:
+            submit(*waiting.pop(0))
+        (done,), _ = ray.wait(list(running), num_returns=1)
+        number, chunk = running.pop(done)
+        try:
+            result = ray.get(done)
+        except ray.exceptions.RayError as error:
+            failures[number] += 1
+            if failures[number] > resubmits:
+                raise BackendError(
+                    f"{chunk.cell.label()}: the chunk of runs {chunk.runs[0]}-"
+                    f"{chunk.runs[-1]} failed {failures[number]} times; last "
+                    f"error: {_first_line(error)}"
+                ) from None
+            time.sleep(0.1 * failures[number])
+            submit(number, chunk)
+            continue
+        yield chunk, result
 
 
 def _first_line(error: Exception) -> str:
