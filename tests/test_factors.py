@@ -1,6 +1,6 @@
 import pytest
 
-from relutrap import factors
+from relutrap import datasets, factors
 from relutrap.experiment import cells, parse_spec
 
 
@@ -132,3 +132,28 @@ def test_a_spec_with_ranges_dumps_its_values_and_parses_back(tiny_spec):
     assert dumped["parts"][0]["width"] == [2, 4, 8]
     assert dumped["parts"][0]["optimizers"][0]["learning_rate"] == [0.1, 0.01]
     assert parse_spec(dumped) == spec
+
+
+def test_epochs_give_each_batch_size_its_own_step_count():
+    data = {
+        "name": "data",
+        "runs": 2,
+        "parts": [
+            {
+                "name": "d",
+                "width": [2],
+                "epochs": 2,
+                "batch_size": [32, 64],
+                "problem": {"data": {"dataset": "diabetes"}},
+                "optimizers": [{"name": "sgd", "learning_rate": 0.1}],
+            }
+        ],
+    }
+
+    expanded = [cell for cell, _ in cells(parse_spec(data))]
+    size = len(datasets.load(expanded[0].problem.data).train_targets)
+
+    assert {(cell.batch_size, cell.steps) for cell in expanded} == {
+        (32, 2 * (size // 32)),
+        (64, 2 * (size // 64)),
+    }
