@@ -25,6 +25,7 @@ _NOT_IN_STREAM = ("part", "steps", "tolerance", "checkpoints")
 # Fields added later: left out of the hashes at their defaults, so that the cells
 # of earlier studies keep their identity and their runs.
 _DEFAULTS = {"convention": "book", "schedule": ()}
+_BOX_ONLY = ("shape", "center", "radius")
 
 
 def _digest(record: dict) -> str:
@@ -91,6 +92,9 @@ class Cell:
         for field, default in _DEFAULTS.items():
             if getattr(self, field) == default:
                 record.pop(field)
+        if self.problem.shape == "box":
+            for field in _BOX_ONLY:
+                record["problem"].pop(field)
         return record
 
     @property

@@ -55,7 +55,7 @@ from pydantic import (
 from relutrap import optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
-from relutrap.problems import TARGETS, Problem, Target
+from relutrap.problems import SHAPES, TARGETS, Problem, Target
 
 SchemeName = Literal[SCHEMES]
 BiasRule = Literal[BIAS_RULES]
@@ -86,6 +86,15 @@ class ProblemSpec(_Strict):
     value: float = Field(1.0, description="value of a constant target")
     frequency: float = Field(1.0, gt=0, description="cycles per unit of a sin target")
     evaluation_size: int = Field(1024, ge=2, le=1_000_000)
+    shape: Literal[SHAPES] = Field(
+        "box", description="box: uniform on domain^d; ball; gaussian"
+    )
+    center: list[float] = Field(
+        [0.0], min_length=1, max_length=64, description="ball or gaussian center"
+    )
+    radius: float = Field(
+        1.0, gt=0, description="ball radius, or gaussian standard deviation"
+    )
 
     @model_validator(mode="after")
     def _domain_not_empty(self):
@@ -94,7 +103,29 @@ class ProblemSpec(_Strict):
             raise ValueError(
                 f"domain: lower bound {low} must be below upper bound {high}"
             )
+        if self.shape == "box":
+            given = sorted({"center", "radius"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for a ball or gaussian")
+        elif "domain" in self.model_fields_set:
+            raise ValueError(
+                f"domain: only for a box; a {self.shape} has center and radius"
+            )
+        if len(self.center) not in (1, self.dimension):
+            raise ValueError(
+                f"center: {len(self.center)} coordinates; give 1 or {self.dimension}"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_box_defaults(self, handler):
+        # A box dumps as before the other shapes existed, so that stored studies
+        # keep their spec and resume.
+        data = handler(self)
+        if self.shape == "box":
+            for field in ("shape", "center", "radius"):
+                data.pop(field, None)
+        return data
 
     def build(self) -> Problem:
         target = Target(
@@ -105,7 +136,16 @@ class ProblemSpec(_Strict):
             frequency=self.frequency,
         )
         low, high = self.domain
-        return Problem(self.dimension, low, high, target, self.evaluation_size)
+        return Problem(
+            self.dimension,
+            low,
+            high,
+            target,
+            self.evaluation_size,
+            self.shape,
+            tuple(self.center),
+            self.radius,
+        )
 
 
 class InitSpec(_Strict):
