@@ -48,7 +48,8 @@ class Box:
         return self.low == -self.high
 
     def describe(self) -> str:
-        return f"box [{self.low:g}, {self.high:g}]^{self.dimension}"
+        power = "" if self.dimension == 1 else f"^{self.dimension}"
+        return f"box [{self.low:g}, {self.high:g}]{power}"
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,7 @@ class Problem:
             raise ValueError(f"unknown shape {self.shape!r}; allowed: {SHAPES}")
         if len(self.center) not in (1, self.dimension):
             raise ValueError(
-                f"center has {len(self.center)} coordinates; give 1 or "
-                f"{self.dimension}"
+                f"center has {len(self.center)} coordinates; give 1 or {self.dimension}"
             )
         if not self.radius > 0:
             raise ValueError(f"radius must be positive, got {self.radius}")
