@@ -120,11 +120,11 @@ class ProblemSpec(_Strict):
     @model_serializer(mode="wrap")
     def _omit_box_defaults(self, handler):
         # A box dumps as before the other shapes existed, so that stored studies
-        # keep their spec and resume.
+        # keep their spec and resume; the other shapes dump without the box.
         data = handler(self)
-        if self.shape == "box":
-            for field in ("shape", "center", "radius"):
-                data.pop(field, None)
+        unused = ("shape", "center", "radius") if self.shape == "box" else ("domain",)
+        for field in unused:
+            data.pop(field, None)
         return data
 
     def build(self) -> Problem:
