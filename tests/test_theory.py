@@ -286,6 +286,7 @@ def test_wider_deeper_layers_make_the_sign_certificate_rarer():
     assert wide.layers[1].some.value < narrow.layers[1].some.value
 
 
+@pytest.mark.slow
 def test_independence_of_certificates_holds_in_sampled_networks():
     """Certificates of distinct neurons use disjoint parameters: the product
     formulas match the frequencies of networks drawn by ``initialize``."""
