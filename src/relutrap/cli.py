@@ -179,7 +179,7 @@ def _table(records: list[dict]) -> Table:
             str(record["runs"]),
             _interval(record["some_first_layer_inactive"]),
             f"{record['theory_some_first_layer_inactive']:.3f}"
-            + ("" if record["p_method"] == "exact" else " (MC)"),
+            + ("" if record["p_method"] == "exact" else " (est.)"),
             _interval(record["certified_nonconvergent"]),
             _interval(record["observed_nonconvergent"]),
             _interval(record["collapsed"]),

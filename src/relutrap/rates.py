@@ -63,13 +63,19 @@ def _profile(beta, x, events, trials) -> tuple[float, float]:
     top = -float(np.max(beta * x))
     if np.all(events == 0):
         return _log_likelihood(top, beta, x, events, trials), top
-    found = minimize_scalar(
-        lambda alpha: -_log_likelihood(alpha, beta, x, events, trials),
-        bounds=(top - _ALPHA_RANGE, top),
-        method="bounded",
-        options={"xatol": 1e-12},
-    )
-    return -float(found.fun), float(found.x)
+    survivors = float(np.sum(trials - events))
+
+    def slope_in_alpha(alpha):
+        # d l / d alpha, decreasing from about sum(n - k) > 0 to -inf at the top.
+        eta = np.minimum(alpha + beta * x, -1e-300)
+        return survivors - float(np.sum(events / np.expm1(-eta)))
+
+    lowest = top - _ALPHA_RANGE
+    if slope_in_alpha(lowest) <= 0:
+        alpha = lowest
+    else:
+        alpha = brentq(slope_in_alpha, lowest, top - 1e-12, xtol=1e-13)
+    return _log_likelihood(alpha, beta, x, events, trials), float(alpha)
 
 
 def fit_rate(x, events, trials, confidence: float = 0.95) -> RateFit | None:
