@@ -55,6 +55,20 @@ def test_fits_that_the_data_do_not_identify_are_none():
     assert no_events.slope == pytest.approx(0.0, abs=1e-6)
 
 
+def test_every_small_count_pattern_gives_a_fit_or_none():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        trials = rng.integers(1, 8, size=3)
+        events = rng.integers(0, trials + 1)
+        fit = fit_rate([1, 2, 4], events, trials)
+        if np.all(events == trials):
+            assert fit is None
+        else:
+            assert math.isfinite(fit.slope)
+            assert fit.low is None or fit.low <= fit.slope + 1e-9
+            assert fit.high is None or fit.slope <= fit.high + 1e-9
+
+
 def test_theoretical_lines():
     assert line_slope([1, 2, 4], [math.log(0.5) * x for x in (1, 2, 4)]) == (
         pytest.approx(math.log(0.5))

@@ -131,12 +131,13 @@ def _table(records: list[dict]) -> Table:
         title="Non-convergence per cell (95% Clopper-Pearson intervals)",
         caption=(
             "P(dead L1): runs with >= 1 certified inactive first-layer neuron at "
-            "init; theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census "
-            "at init or observed from the final risk.  conv. w/o dead: runs that "
-            "converged among those without any certified inactive neuron.  A run "
-            "converged when (risk - optimal risk) / Var f(X) <= tol.  IBP revived: "
-            "neurons proven inactive at init by interval bounds only that were "
-            "active later / all such neurons."
+            "init; theory: 1-(1-p)^l1.  dead any: runs with >= 1 certified inactive "
+            "neuron in any layer (theory: 1-prod_k (1-p_k)^l_k).  NC: non-convergent, "
+            "certified from the census at init or observed from the final risk.  "
+            "conv. w/o dead: runs that converged among those without any certified "
+            "inactive neuron.  A run converged when (risk - optimal risk) / Var f(X) "
+            "<= tol.  IBP revived: neurons proven inactive at init by interval "
+            "bounds only that were active later / all such neurons."
         ),
     )
     for name in (
@@ -148,6 +149,7 @@ def _table(records: list[dict]) -> Table:
         "runs",
         "P(dead L1)",
         "theory",
+        "dead any (theory)",
         "certified NC",
         "observed NC",
         "collapsed",
@@ -180,6 +182,10 @@ def _table(records: list[dict]) -> Table:
             _interval(record["some_first_layer_inactive"]),
             f"{record['theory_some_first_layer_inactive']:.3f}"
             + ("" if record["p_method"] == "exact" else " (est.)"),
+            _with_theory(
+                record["some_certified_inactive"],
+                record["theory_some_certified_inactive"],
+            ),
             _interval(record["certified_nonconvergent"]),
             _interval(record["observed_nonconvergent"]),
             _interval(record["collapsed"]),
@@ -190,6 +196,11 @@ def _table(records: list[dict]) -> Table:
             f"{record['tolerance']:g}",
         )
     return table
+
+
+def _with_theory(entry: dict, theory: float) -> str:
+    measured = "n/a" if entry["fraction"] is None else f"{entry['fraction']:.2f}"
+    return f"{measured} ({theory:.3f})"
 
 
 def _bounded_revived(record: dict) -> str:

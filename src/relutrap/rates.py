@@ -70,11 +70,14 @@ def _profile(beta, x, events, trials) -> tuple[float, float]:
         eta = np.minimum(alpha + beta * x, -1e-300)
         return survivors - float(np.sum(events / np.expm1(-eta)))
 
-    lowest = top - _ALPHA_RANGE
+    lowest, highest = top - _ALPHA_RANGE, top - 1e-12
     if slope_in_alpha(lowest) <= 0:
         alpha = lowest
+    elif slope_in_alpha(highest) >= 0:
+        # No event where eta is largest: the maximum sits on the boundary P = 0.
+        alpha = top
     else:
-        alpha = brentq(slope_in_alpha, lowest, top - 1e-12, xtol=1e-13)
+        alpha = brentq(slope_in_alpha, lowest, highest, xtol=1e-13)
     return _log_likelihood(alpha, beta, x, events, trials), float(alpha)
 
 
