@@ -389,7 +389,7 @@ def neuron_inactivity(weight: Law, bias: Law, domain: Domain) -> Probability:
     """The probability that ``x -> w . x + b`` is inactive on ``domain``, each weight
     drawn from ``weight`` and the bias from ``bias``, all independent."""
     if isinstance(domain, Gaussian):
-        return Probability(0.0 if weight.kind != "constant" else math.nan, EXACT)
+        return Probability(0.0, EXACT)
     if isinstance(domain, Ball) and domain.dimension == 1:
         (center,) = domain.center
         domain = Box(center - domain.radius, center + domain.radius, 1)
