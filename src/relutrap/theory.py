@@ -361,7 +361,7 @@ def _quasi_monte_carlo(weight: Law, bias: Law, domain: Domain) -> Probability:
     scramblings gives the standard error."""
     estimates = []
     for replicate in range(QMC_REPLICATES):
-        sobol = qmc.Sobol(domain.dimension, scramble=True, seed=1000 + replicate)
+        sobol = qmc.Sobol(domain.dimension, scramble=True, rng=1000 + replicate)
         weights = _weights_from_unit(weight, sobol.random_base2(QMC_POINTS_LOG2))
         support = _support_in_chunks(domain, weights)
         estimates.append(float(np.mean(_bias_cdf(bias, -support))))
