@@ -136,8 +136,10 @@ def _table(records: list[dict]) -> Table:
             "certified from the census at init or observed from the final risk.  "
             "conv. w/o dead: runs that converged among those without any certified "
             "inactive neuron.  A run converged when (risk - optimal risk) / Var f(X) "
-            "<= tol.  IBP revived: neurons proven inactive at init by interval "
-            "bounds only that were active later / all such neurons."
+            "<= tol; on a data set (marked 'vs best') the reference is the best run's "
+            "final risk, not the unknown optimal empirical risk.  IBP revived: "
+            "neurons proven inactive at init by interval bounds only that were "
+            "active later / all such neurons."
         ),
     )
     for name in (
@@ -187,7 +189,8 @@ def _table(records: list[dict]) -> Table:
                 record["theory_some_certified_inactive"],
             ),
             _interval(record["certified_nonconvergent"]),
-            _interval(record["observed_nonconvergent"]),
+            _interval(record["observed_nonconvergent"])
+            + (" vs best" if record.get("reference") == "best run" else ""),
             _interval(record["collapsed"]),
             str(record["revived"]),
             _bounded_revived(record),
@@ -261,11 +264,12 @@ def summary(
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
     from relutrap.analysis import flatten, rates
     from relutrap.api import summary as read_summary
+    from relutrap.experiment import SpecError
     from relutrap.store import StoreError
 
     try:
         records = read_summary(directory)
-    except StoreError as error:
+    except (StoreError, SpecError) as error:
         _fail(str(error))
     for record in records:
         if record["premise_holds"] is False:

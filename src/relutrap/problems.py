@@ -22,6 +22,10 @@ Targets:
 * ``sin``: ``f(x) = sum_i sin(2 pi frequency x_i)``;
 * ``constant``: ``f(x) = value``;
 * ``teacher``: a shallow ReLU network of width ``m`` (see :func:`teacher_params`).
+
+A problem may instead be a data set (``data``, see :mod:`relutrap.datasets`): its
+inputs and labels are a fixed training set, the risk is the empirical risk on all of
+it, and the optimal risk is not known.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relutrap.domains import Ball, Box, Domain, Gaussian
+from relutrap.datasets import DataSource, best_constant_is_optimal, load
+from relutrap.domains import Ball, Box, Domain, FiniteSet, Gaussian
 from relutrap.networks import Architecture, Params, hidden_widths, realization
 
 TARGETS = ("teacher", "square", "sin", "constant")
@@ -66,7 +71,9 @@ class Target:
 
 @dataclass(frozen=True)
 class Problem:
-    """An input law, a target and the squared loss.
+    """An input law, a target and the squared loss; or, with ``data``, a finite
+    training set (then ``dimension`` is its number of input columns and the input
+    law and target are not used).
 
     Attributes:
         shape: ``box`` (uniform on ``[low, high]^dimension``), ``ball`` (uniform on
@@ -81,6 +88,7 @@ class Problem:
     high: float = 1.0
     target: Target = Target()
     evaluation_size: int = 1024
+    data: DataSource | None = None
     shape: str = "box"
     center: tuple[float, ...] = (0.0,)
     radius: float = 1.0
@@ -110,7 +118,10 @@ class Problem:
         return tuple(float(value) for value in self.center)
 
     def domain(self) -> Domain:
-        """The set the input law lives on (see :mod:`relutrap.domains`)."""
+        """The set the input law lives on (see :mod:`relutrap.domains`): for a data
+        set, the finite set of its training inputs."""
+        if self.data is not None:
+            return FiniteSet.of(load(self.data).train_inputs)
         if self.shape == "ball":
             return Ball(self.center_vector(), float(self.radius))
         if self.shape == "gaussian":
@@ -132,10 +143,15 @@ class Problem:
 
     def uses_grid(self) -> bool:
         """Whether the risk is estimated by the midpoint rule on an interval."""
-        return self.dimension == 1 and self.shape != "gaussian"
+        return self.data is None and self.dimension == 1 and self.shape != "gaussian"
 
     def risk_method(self) -> str:
         """How the true risk is estimated, in words."""
+        if self.data is not None:
+            size = len(load(self.data).train_targets)
+            return (
+                f"empirical risk on the {size} training examples of {self.data.name()}"
+            )
         if self.uses_grid():
             low, high = self.interval()
             return f"midpoint rule on {self.evaluation_size} cells of [{low}, {high}]"
@@ -225,7 +241,10 @@ def target_values(problem: Problem, arch: Architecture, inputs: jax.Array) -> ja
 
 
 def evaluation_inputs(problem: Problem, dtype=jnp.float32) -> jax.Array:
-    """The fixed inputs on which the true risk and observed inactivity are measured."""
+    """The fixed inputs on which the true risk and observed inactivity are measured;
+    the whole training set of a data set."""
+    if problem.data is not None:
+        return jnp.asarray(load(problem.data).train_inputs, dtype)
     n = problem.evaluation_size
     if problem.uses_grid():
         low, high = problem.interval()
@@ -235,6 +254,14 @@ def evaluation_inputs(problem: Problem, dtype=jnp.float32) -> jax.Array:
     return sample_inputs(key, problem, n, dtype)
 
 
+def evaluation_targets(problem: Problem, arch: Architecture, dtype) -> jax.Array:
+    """The target at :func:`evaluation_inputs`, shape ``(n,)``: the training labels
+    of a data set."""
+    if problem.data is not None:
+        return jnp.asarray(load(problem.data).train_targets, dtype)
+    return target_values(problem, arch, evaluation_inputs(problem, dtype)).astype(dtype)
+
+
 def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
     """The infimum of the risk over all parameters of ``arch``, where known exactly.
 
@@ -242,8 +269,11 @@ def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
     realized by any student whose hidden widths are all at least m: the first layer
     copies the teacher's neurons, deeper layers pass their non-negative outputs on
     unchanged (``relu(h) = h`` for ``h >= 0``), and the output layer applies the
-    teacher's outgoing weights.  Otherwise the optimal risk is not known (``None``).
+    teacher's outgoing weights.  Otherwise, and for every data set, the optimal risk
+    is not known (``None``).
     """
+    if problem.data is not None:
+        return None
     target = problem.target
     if target.kind == "constant":
         return 0.0
@@ -255,5 +285,8 @@ def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
 
 
 def is_constant(problem: Problem) -> bool:
-    """Whether the target is constant on the domain."""
+    """Whether the target is constant on the domain; for a data set, whether the
+    best constant is optimal on the training set (equal mean label at every input)."""
+    if problem.data is not None:
+        return best_constant_is_optimal(load(problem.data))
     return problem.target.kind == "constant"

@@ -520,12 +520,17 @@ class Bounds:
 
 
 def bounds(init: Initialization, arch: Architecture, domain, high=None) -> Bounds:
-    """The certified-inactivity probabilities of every layer and of the network.
+    """The certified-inactivity probabilities of every layer and of the network on
+    ``domain`` (as in :func:`first_layer_inactivity`)."""
+    return bounds_from(first_layer_inactivity(init, arch, domain, high), init, arch)
+
+
+def bounds_from(first: Probability, init: Initialization, arch: Architecture) -> Bounds:
+    """:func:`bounds` given the first-layer probability ``first``.
 
     Only the first-layer ``p`` may be an estimate; its error is carried through
     every formula by the derivative (delta method).
     """
-    first = first_layer_inactivity(init, arch, domain, high)
     widths = arch[1:-1]
     neurons = [first.value] + [
         sign_certified_probability(init, fan_in, fan_out)
