@@ -78,7 +78,28 @@ def study_dir(tmp_path_factory) -> Path:
 def summary_json(study_dir) -> list[dict]:
     result = runner.invoke(app, ["summary", str(study_dir), "--format", "json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return json.loads(result.stdout)["cells"]
+
+
+@pytest.mark.slow
+def test_report_rates_equal_summary_json(study_dir):
+    result = runner.invoke(app, ["summary", str(study_dir), "--format", "json"])
+    fits = json.loads(result.stdout)["rates"]
+    html = (study_dir / "report.html").read_text(encoding="utf-8")
+    start = html.index('id="rates-table"')
+    rows = []
+
+    class Rows(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attributes = dict(attrs)
+            if tag == "tr" and "data-slope" in attributes:
+                rows.append(attributes)
+
+    Rows().feed(html[start:])
+    assert fits and len(rows) == len(fits)
+    for row, fit in zip(rows, fits):
+        for key in ("slope", "low", "high", "theory_slope"):
+            assert json.loads(row[f"data-{key}"]) == fit[key], key
 
 
 class PageParser(HTMLParser):

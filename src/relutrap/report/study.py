@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from relutrap.analysis import summarize
+from relutrap.analysis import rates, summarize
 from relutrap.store import open_for_reading
 
 
@@ -84,4 +84,5 @@ def load_study(directory: str | Path) -> Study:
         records=records,
         runs=runs,
         checkpoint_steps=steps,
+        rates=rates(records),
     )
