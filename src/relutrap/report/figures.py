@@ -289,6 +289,27 @@ def _draw_width_theory(axes, group: Group, complement: bool = False) -> None:
         )
 
 
+def _draw_collapse_bound(axes, group: Group) -> None:
+    """The theory's lower bound on certified collapse per axis value, where the
+    summary has it (``theory_certified_collapse``)."""
+    points = {}
+    for record in group.records:
+        bound = record.get("theory_certified_collapse")
+        if isinstance(bound, int | float):
+            points.setdefault(record[group.axis], float(bound))
+    if points:
+        values = sorted(points)
+        axes.plot(
+            values,
+            [points[value] for value in values],
+            color=THEORY_COLOUR,
+            linewidth=2.2,
+            alpha=0.75,
+            label="theory: lower bound on certified collapse",
+            zorder=1,
+        )
+
+
 def _unknown(axes, text: str) -> None:
     axes.text(
         0.5, 0.5, text, transform=axes.transAxes, ha="center", va="center", wrap=True
@@ -412,6 +433,8 @@ def probability_figure(group: Group, fits=()) -> Figure:
             drawn = _draw_proportions(panel, group, series, key)
             if group.axis == "width" and key != "collapsed":
                 _draw_width_theory(panel, group)
+            if key == "collapsed":
+                _draw_collapse_bound(panel, group)
             if not drawn:
                 _unknown(
                     panel, "not known:\nthe optimal risk of this\nproblem is not known"
@@ -422,7 +445,12 @@ def probability_figure(group: Group, fits=()) -> Figure:
             panel.set_ylabel("probability (95% Clopper-Pearson interval)")
             panel.set_title(title)
         _complement_panel(axes[-1], group, series, fits)
-        handles, labels = axes[0].get_legend_handles_labels()
+        legend = {}
+        for panel in axes:
+            for handle, label in zip(*panel.get_legend_handles_labels()):
+                if not label.startswith("fit"):
+                    legend.setdefault(label, handle)
+        handles, labels = list(legend.values()), list(legend)
         figure.legend(
             handles,
             labels,
