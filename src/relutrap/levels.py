@@ -421,7 +421,8 @@ def training_level(
         (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
         return params
 
-    trained = jax.vmap(train)(params)
+    with jax.numpy_dtype_promotion("standard"):  # optax's schedules rely on it
+        trained = jax.vmap(train)(params)
     final = np.asarray(jax.vmap(risk)(trained))
     final = np.where(np.isfinite(final), final, np.inf)
     results = []
