@@ -6,14 +6,17 @@ fractions of certified and observed non-convergent runs and of collapsed runs, e
 with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
 the theorem's optimizer class); the median final risk; and how many of the runs
 without any certified inactive neuron converged, which separates the mechanism of
-the theorem from other ways of failing.  ``premise_holds`` says whether the cell's
-optimizer keeps coordinates without gradient fixed in the cell's dtype (see
+the theorem from other ways of failing.  ``inactivity_premise`` is False for a
+leaky ReLU or softplus cell: its neurons are never inactive, the theorem's mechanism
+does not apply and every certificate counts 0.  ``premise_holds`` says whether the
+cell's optimizer keeps coordinates without gradient fixed in the cell's dtype (see
 :func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
 says nothing about the cell.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -80,6 +83,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
     arch = cell.architecture
     p = first_layer_inactivity(cell.init, arch, cell.problem.low, cell.problem.high)
     some = some_first_layer_inactivity(p, arch[1])
+    if not cell.has_inactivity:
+        # No neuron of a leaky ReLU or softplus network is ever inactive.
+        some = dataclasses.replace(some, value=0.0, standard_error=0.0)
     n = len(runs)
     healthy = [run["certified_any"] == 0 for run in runs]
     observed_known = stored["optimal_risk"] is not None
@@ -102,6 +108,11 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "settings": dict(cell.settings),
         "schedule": _schedule(cell),
         "premise_holds": premise_holds(cell, transform),
+        "activation": cell.activation,
+        "negative_slope": (
+            cell.negative_slope if cell.activation == "leaky_relu" else None
+        ),
+        "inactivity_premise": cell.has_inactivity,
         "learning_rate": cell.learning_rate,
         "steps": cell.steps,
         "batch_size": cell.batch_size,

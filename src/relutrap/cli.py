@@ -163,6 +163,8 @@ def _table(records: list[dict]) -> Table:
             optimizer += f" ({record['convention']})"
         if record["schedule"]["kind"] != "constant":
             optimizer += f" {record['schedule']['kind']}"
+        if record.get("activation", "relu") != "relu":
+            optimizer += f" [{record['activation']}]"
         converged = record["converged_without_certified_inactive"]
         healthy = record["without_certified_inactive"]
         relative = record["median_relative_risk"]
@@ -205,6 +207,14 @@ def summary(
     except StoreError as error:
         _fail(str(error))
     for record in records:
+        if not record.get("inactivity_premise", True):
+            console.print(
+                f"[bold yellow]note:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} uses {record['activation']}: "
+                "no neuron is ever inactive, so the theorem's premise does not hold "
+                "and its certificates count 0",
+                highlight=False,
+            )
         if record["premise_holds"] is False:
             console.print(
                 f"[bold yellow]warning:[/] cell {record['part']} "

@@ -17,6 +17,7 @@ architectures and its optimizers::
     batch_size = 64
     problem = { dimension = 1, domain = [0.0, 1.0], target = "teacher" }
     init = { scheme = "normal" }
+    activation = "relu"         # or leaky_relu (with negative_slope = 0.01), softplus
 
     [[parts.optimizers]]
     name = "adam"
@@ -55,6 +56,7 @@ from pydantic import (
 from relutrap import optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
+from relutrap.networks import ACTIVATIONS
 from relutrap.problems import TARGETS, Problem, Target
 
 SchemeName = Literal[SCHEMES]
@@ -245,6 +247,19 @@ class PartSpec(_Strict):
     batch_size: int = Field(64, ge=1, le=1_000_000)
     runs: int | None = Field(None, ge=1, description="overrides the experiment's runs")
     tolerance: float | None = Field(None, gt=0)
+    activation: Literal[ACTIVATIONS] = "relu"
+    negative_slope: float = Field(0.01, gt=0, lt=1, description="of leaky_relu")
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler):
+        # A ReLU part dumps as before the activation existed, so that stored
+        # studies keep their spec and resume.
+        data = handler(self)
+        if self.activation == "relu":
+            data.pop("activation", None)
+        if self.negative_slope == 0.01:
+            data.pop("negative_slope", None)
+        return data
 
     @model_validator(mode="after")
     def _one_architecture_form(self):
@@ -349,6 +364,8 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
                 checkpoints=spec.checkpoints,
                 convention=optimizer.convention,
                 schedule=optimizer.schedule.as_items(),
+                activation=part.activation,
+                negative_slope=part.negative_slope,
             )
             expanded.append((cell, part.runs or spec.runs))
     identities = [cell.identity for cell, _ in expanded]
