@@ -128,12 +128,34 @@ def _monte_carlo(weight: Law, bias: Law, dimension: int, low: float, high: float
     )
 
 
+def _monte_carlo_asymmetric(dimension: int, low: float, high: float) -> Probability:
+    """p under the asymmetric scheme by Monte Carlo over neurons drawn by the scheme
+    itself (:func:`relutrap.init.asymmetric_layer`), in float64."""
+    import jax
+
+    from relutrap.inactivity import first_layer_certified
+    from relutrap.init import asymmetric_layer
+
+    n = MONTE_CARLO_SAMPLES
+    with jax.enable_x64(True):
+        weights, bias = asymmetric_layer(
+            jax.random.key(20241014), dimension, n, np.float64
+        )
+        inactive = first_layer_certified(weights, bias, low, high)
+        fraction = float(np.mean(np.asarray(inactive)))
+    return Probability(
+        fraction, "monte carlo", math.sqrt(fraction * (1 - fraction) / n)
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def first_layer_inactivity(
     init: Initialization, arch: Architecture, low: float, high: float
 ) -> Probability:
     """The probability p that one first-layer neuron is inactive on the box at init."""
     dimension = arch[0]
+    if init.is_asymmetric:
+        return _monte_carlo_asymmetric(dimension, low, high)
     weight = init.weight_law(arch[0], arch[1])
     bias = init.bias_law(arch[0], arch[1])
     if dimension == 1:
