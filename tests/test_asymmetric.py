@@ -60,6 +60,7 @@ def test_first_layer_inactivity_of_the_asymmetric_scheme_matches_its_integral():
     assert p.value < normal.value - 0.2
 
 
+@pytest.mark.slow
 def test_asymmetric_init_lowers_the_measured_first_layer_inactivity(make_cell):
     runs = range(256)
     counts = {}

@@ -203,7 +203,7 @@ def free_knot_level(
         results.append((value, knots, facings))
     risks = np.array([risk for risk, _, _ in results])
     best = int(np.argmin(risks))
-    _, knots, facings = _swap_search(x, y, *results[best], low, high)
+    _, knots, facings = results[best]
     _, coefficients, residual = _least_squares(x, y, knots, facings)
     risk = float(np.mean(residual**2))
     hits = int(np.sum(risks <= risk + 1e-9 * max(np.var(y), 1e-300)))
@@ -221,32 +221,6 @@ def _optimize_knots(x, y, knots, facings, low, high):
         options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-13},
     )
     return float(solution.fun), solution.x
-
-
-def _swap_search(x, y, risk, knots, facings, low, high, places: int = 64):
-    """Improve a fit by moving one knot at a time to the best of ``places``
-    scanned positions (either facing), re-optimizing all knots after each move;
-    sweeps until no move lowers the risk."""
-    grid = np.linspace(low, high, places + 2)[1:-1]
-    improved = True
-    while improved:
-        improved = False
-        for j in range(len(knots)):
-            rest = (np.delete(knots, j), np.delete(facings, j))
-            trials = [
-                (np.append(rest[0], place), np.append(rest[1], facing))
-                for place in grid
-                for facing in (-1.0, 1.0)
-            ]
-            scores = [np.mean(_least_squares(x, y, *trial)[2] ** 2) for trial in trials]
-            trial_knots, trial_facings = trials[int(np.argmin(scores))]
-            value, trial_knots = _optimize_knots(
-                x, y, trial_knots, trial_facings, low, high
-            )
-            if value < risk * (1 - 1e-9):
-                risk, knots, facings = value, trial_knots, trial_facings
-                improved = True
-    return risk, knots, facings
 
 
 def _knots_of(network: Params) -> tuple[np.ndarray, np.ndarray]:
