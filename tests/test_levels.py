@@ -128,3 +128,58 @@ def test_cli_levels_bad_arguments_exit_2_naming_the_option(arguments, option):
     result = CliRunner().invoke(app, ["levels", *arguments])
     assert result.exit_code == 2
     assert option in result.output
+
+
+def test_compare_runs_counts_runs_at_and_below_their_level():
+    record = {
+        "variance": 1.0,
+        "risk_method": "grid",
+        "levels": [
+            {"risk": 1.0, "method": "exact"},
+            {"risk": 0.1, "method": "free-knot"},
+            {"risk": 0.0, "method": "exact"},
+        ],
+    }
+    runs = [
+        {"certified_first_layer": 0, "final_risk": 1e-6},
+        {"certified_first_layer": 1, "final_risk": 0.1 + 1e-5},
+        {"certified_first_layer": 1, "final_risk": 0.3},
+        {"certified_first_layer": 1, "final_risk": 0.05},  # below: a missed level
+        {"certified_first_layer": 2, "final_risk": None},  # diverged
+    ]
+    block = levels.compare_runs(record, runs, tolerance=1e-4)
+    rows = {row["inactive"]: row for row in block["by_inactive"]}
+    assert rows[0]["bound"] == 0.0 and rows[0]["at_level"] == 1
+    assert (rows[1]["level"], rows[1]["runs"], rows[1]["at_level"]) == (1, 3, 1)
+    assert rows[1]["below"] == 1 and block["below"] == 1
+    assert (rows[2]["runs"], rows[2]["at_level"], rows[2]["below"]) == (1, 0, 0)
+
+
+def test_summary_sets_final_risks_beside_cached_levels(
+    tiny_spec, tmp_path, monkeypatch
+):
+    from relutrap.analysis import summarize
+    from relutrap.backends import run_experiment
+    from relutrap.experiment import parse_spec
+    from relutrap.store import LEVELS, open_for_reading
+
+    tiny_spec["parts"][0]["problem"]["teacher_seed"] = 1
+    tiny_spec["parts"].append(
+        {**tiny_spec["parts"][0], "name": "leaky", "activation": "leaky_relu"}
+    )
+    run_experiment(parse_spec(tiny_spec), tmp_path)
+    with open_for_reading(tmp_path) as store:
+        relu, leaky = summarize(store)
+    block = relu["levels"]
+    assert leaky["levels"] is None
+    assert len(block["risks"]) == 4 and block["risks"][-1] < 1e-20
+    assert sum(row["runs"] for row in block["by_inactive"]) == relu["runs"]
+    assert block["below"] == 0
+    assert (tmp_path / LEVELS).is_file()
+
+    def not_again(*arguments):
+        raise AssertionError("levels recomputed")
+
+    monkeypatch.setattr(levels, "summary_levels", not_again)
+    with open_for_reading(tmp_path) as store:
+        assert summarize(store)[0]["levels"] == block

@@ -6,10 +6,14 @@ fractions of certified and observed non-convergent runs and of collapsed runs, e
 with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
 the theorem's optimizer class); the median final risk; and how many of the runs
 without any certified inactive neuron converged, which separates the mechanism of
-the theorem from other ways of failing.  ``inactivity_premise`` is False for a
-leaky ReLU or softplus cell: its neurons are never inactive, the theorem's mechanism
-does not apply and every certificate counts 0.  ``premise_holds`` says whether the
-cell's optimizer keeps coordinates without gradient fixed in the cell's dtype (see
+the theorem from other ways of failing.  For a shallow ReLU cell, ``levels`` sets
+the final risks beside the risk levels of its problem (see
+:func:`relutrap.levels.compare_runs`), computed once per problem and architecture
+and cached in ``levels.json`` beside the study's database.  ``inactivity_premise``
+is False for a leaky ReLU or softplus cell: its neurons are never inactive, the
+theorem's mechanism does not apply and every certificate counts 0.
+``premise_holds`` says whether the cell's optimizer keeps coordinates without
+gradient fixed in the cell's dtype (see
 :func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
 says nothing about the cell.
 """
@@ -23,11 +27,12 @@ import json
 import numpy as np
 from scipy.stats import binomtest
 
+from relutrap import levels as risk_levels
 from relutrap import optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
-from relutrap.store import Store
+from relutrap.store import Store, read_levels, write_levels
 from relutrap.theory import first_layer_inactivity, some_first_layer_inactivity
 
 CONFIDENCE = 0.95
@@ -77,9 +82,22 @@ def _schedule(cell: Cell) -> dict:
     return {**schedules.PARAMETERS[given["kind"]], **given}
 
 
-def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
+def has_levels(cell: Cell) -> bool:
+    """Whether the summary compares the cell's runs with risk levels: a shallow
+    ReLU network."""
+    return len(cell.architecture) == 3 and cell.has_inactivity
+
+
+def summarize_cell(
+    cell: Cell,
+    stored: dict,
+    runs: list[dict],
+    transform=None,
+    levels: dict | None = None,
+) -> dict:
     """The summary record of one cell from its stored row and its runs
-    (``transform``: the optimizer of a ``custom:`` cell, if known)."""
+    (``transform``: the optimizer of a ``custom:`` cell, if known; ``levels``: the
+    risk levels of its problem and architecture, see :mod:`relutrap.levels`)."""
     arch = cell.architecture
     p = first_layer_inactivity(cell.init, arch, cell.problem.low, cell.problem.high)
     some = some_first_layer_inactivity(p, arch[1])
@@ -158,6 +176,11 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "median_relative_risk": (
             median_risk / variance if median_risk is not None and variance > 0 else None
         ),
+        "levels": (
+            None
+            if levels is None
+            else risk_levels.compare_runs(levels, runs, cell.tolerance)
+        ),
     }
 
 
@@ -166,6 +189,8 @@ def summarize(store: Store, custom: dict | None = None) -> list[dict]:
     ``custom`` holds the transforms of its ``custom:`` optimizers, by name."""
     spec = parse_spec(store.spec(), "stored spec")
     by_identity = {cell.identity: cell for cell, _ in expand_cells(spec)}
+    cached = read_levels(store.directory)
+    known = len(cached)
     records = []
     for stored in store.cells():
         cell = by_identity[stored["cell"]]
@@ -173,7 +198,17 @@ def summarize(store: Store, custom: dict | None = None) -> list[dict]:
         if runs:
             name = cell.optimizer.removeprefix(optimizers.CUSTOM_PREFIX)
             transform = (custom or {}).get(name) if name != cell.optimizer else None
-            records.append(summarize_cell(cell, stored, runs, transform))
+            levels = None
+            if has_levels(cell):
+                key = risk_levels.cache_key(cell.problem, cell.architecture)
+                if key not in cached:
+                    cached[key] = risk_levels.summary_levels(
+                        cell.problem, cell.architecture
+                    )
+                levels = cached[key]
+            records.append(summarize_cell(cell, stored, runs, transform, levels))
+    if len(cached) > known:
+        write_levels(store.directory, cached)
     return records
 
 
@@ -181,7 +216,11 @@ def flatten(record: dict) -> dict:
     """A summary record with nested proportions spread into flat columns."""
     flat = {}
     for key, value in record.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and any(
+            isinstance(item, list | dict) for item in value.values()
+        ):
+            flat[key] = json.dumps(value)
+        elif isinstance(value, dict):
             for inner, item in value.items():
                 flat[f"{key}.{inner}"] = item
         elif isinstance(value, list):

@@ -134,7 +134,9 @@ def _table(records: list[dict]) -> Table:
             "init; theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census "
             "at init or observed from the final risk.  conv. w/o dead: runs that "
             "converged among those without any certified inactive neuron.  A run "
-            "converged when (risk - optimal risk) / Var f(X) <= tol."
+            "converged when (risk - optimal risk) / Var f(X) <= tol.  < level: runs "
+            "of a shallow ReLU cell that ended below the risk level R_(l1-j) their j "
+            "certified inactive neurons allow (0 unless a level was not found)."
         ),
     )
     for name in (
@@ -152,6 +154,7 @@ def _table(records: list[dict]) -> Table:
         "revived",
         "conv. w/o dead",
         "med. rel. risk",
+        "< level",
         "tol.",
     ):
         table.add_column(
@@ -185,6 +188,7 @@ def _table(records: list[dict]) -> Table:
             str(record["revived"]),
             "n/a" if converged is None else f"{converged}/{healthy}",
             "n/a" if relative is None else f"{relative:.1e}",
+            "n/a" if not record.get("levels") else str(record["levels"]["below"]),
             f"{record['tolerance']:g}",
         )
     return table
@@ -213,6 +217,14 @@ def summary(
                 f"{_architecture(record['architecture'])} uses {record['activation']}: "
                 "no neuron is ever inactive, so the theorem's premise does not hold "
                 "and its certificates count 0",
+                highlight=False,
+            )
+        if record.get("levels") and record["levels"]["below"]:
+            console.print(
+                f"[bold yellow]warning:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} {record['optimizer']}: "
+                f"{record['levels']['below']} run(s) ended below the risk level "
+                "their certified inactive neurons allow: a level was not found",
                 highlight=False,
             )
         if record["premise_holds"] is False:

@@ -35,6 +35,8 @@ a teacher of width ``m``, ``R_k = 0`` for ``k >= m`` exactly (the teacher itself
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 
@@ -804,3 +806,84 @@ def _hessian(vector, inputs, targets, d, k, coordinates, step: float = 1e-5):
         columns.append((plus - minus)[coordinates] / (2 * step))
     hessian = np.array(columns).reshape(len(coordinates), len(coordinates))
     return (hessian + hessian.T) / 2
+
+
+# Final risks of a study against the levels.
+
+SUMMARY_STARTS = 8
+
+
+def cache_key(
+    problem: Problem, arch: Architecture, starts: int = SUMMARY_STARTS
+) -> str:
+    """A name of the levels of ``problem`` and ``arch`` as the summary computes them
+    (the teacher's width resolved, so equal problems share their levels)."""
+    target = problem.target
+    if target.kind == "teacher":
+        target = dataclasses.replace(target, width=problem.teacher_width(arch))
+    record = {
+        "problem": dataclasses.asdict(dataclasses.replace(problem, target=target)),
+        "architecture": list(arch),
+        "method": "auto",
+        "starts": starts,
+        "version": 1,
+    }
+    text = json.dumps(record, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def summary_levels(problem: Problem, arch: Architecture) -> dict:
+    """The levels record the summary compares runs with (free-knot in dimension 1,
+    training otherwise; :data:`SUMMARY_STARTS` random starts per level)."""
+    return risk_levels(problem, arch, "auto", SUMMARY_STARTS).as_record()
+
+
+def compare_runs(
+    record: dict, runs: list[dict], tolerance: float, slack: float = 1e-5
+) -> dict:
+    """The final risks of a cell's runs against the levels.
+
+    A run with ``j`` first-layer neurons certified inactive at initialization keeps
+    them inactive, so its final risk is at least ``R_(l1 - j)``.  Per ``j``: the
+    number of runs, how many ended below the level by more than
+    ``slack (R + Var f)`` (float32 risks, levels found by search; such a run proves
+    the computed level is not the best of its ``l1 - j`` neurons), and how many
+    ended at it: not below, and at most ``R + tolerance Var f``.
+
+    Args:
+        record: a levels record (:meth:`Levels.as_record`).
+        runs: stored runs with ``certified_first_layer`` and ``final_risk``.
+        tolerance: the cell's tolerance, relative to ``Var f``.
+    """
+    risks = [level["risk"] for level in record["levels"]]
+    width = len(risks) - 1
+    variance = record["variance"]
+    rows = []
+    for inactive in sorted({run["certified_first_layer"] for run in runs}):
+        bound = risks[width - inactive]
+        finals = [
+            run["final_risk"]
+            for run in runs
+            if run["certified_first_layer"] == inactive
+            and run["final_risk"] is not None
+        ]
+        count = sum(run["certified_first_layer"] == inactive for run in runs)
+        floor = bound - slack * (bound + variance)
+        ceiling = bound + tolerance * variance
+        rows.append(
+            {
+                "inactive": inactive,
+                "level": width - inactive,
+                "bound": bound,
+                "runs": count,
+                "at_level": sum(floor <= final <= ceiling for final in finals),
+                "below": sum(final < floor for final in finals),
+            }
+        )
+    return {
+        "risks": risks,
+        "method": sorted({level["method"] for level in record["levels"]}),
+        "risk_method": record["risk_method"],
+        "by_inactive": rows,
+        "below": sum(row["below"] for row in rows),
+    }
