@@ -74,3 +74,13 @@ def test_asymmetric_init_lowers_the_measured_first_layer_inactivity(make_cell):
             4 * p, abs=5 * math.sqrt(4 * p * (1 - p) / len(runs))
         )
     assert counts["asymmetric"] < counts["normal"] / 2
+
+
+def test_a_bias_rule_for_the_asymmetric_scheme_is_a_spec_error(tiny_spec):
+    from relutrap.experiment import SpecError, parse_spec
+
+    tiny_spec["parts"][0]["init"] = {"scheme": "asymmetric", "bias": "zero"}
+    with pytest.raises(SpecError, match="parts.0.init: bias"):
+        parse_spec(tiny_spec)
+    tiny_spec["parts"][0]["init"] = {"scheme": "asymmetric"}
+    assert parse_spec(tiny_spec).parts[0].init.build().is_asymmetric

@@ -116,6 +116,12 @@ class InitSpec(_Strict):
     value: float = Field(0.0, description="bias of the 'constant' rule")
     scale: float = Field(1.0, gt=0, description="half-width of the 'uniform' scheme")
 
+    @model_validator(mode="after")
+    def _asymmetric_bias(self):
+        if self.scheme == "asymmetric" and self.bias != "default":
+            raise ValueError("bias: the asymmetric scheme draws the biases itself")
+        return self
+
     def build(self) -> Initialization:
         return Initialization(self.scheme, self.bias, self.value, self.scale)
 
