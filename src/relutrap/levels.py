@@ -17,15 +17,17 @@ the midpoint rule in dimension 1, a fixed sample otherwise), in float64.  Two
 independent solvers compute the levels:
 
 * **training**, for any dimension: many starts (first-layer kinks through the
-  domain, plus the best network of level ``k - 1`` with one new neuron) trained
-  together by full-batch Adam under ``jax.vmap``, the best few polished by L-BFGS-B
-  with exact JAX gradients;
+  domain, the best network of level ``k - 1`` with one new neuron, that of level
+  ``k + 1`` with one neuron removed) trained together by full-batch Adam under
+  ``jax.vmap``, the best few polished by L-BFGS-B with exact gradients;
 * **free-knot**, in dimension 1: a shallow network on an interval is
   ``c + sum_j v_j relu(s_j (x - t_j))`` with knots ``t_j`` and facings
   ``s_j = +-1``.  For fixed knots and facings the coefficients ``c, v`` solve a
   linear least-squares problem exactly; the knots are optimized by L-BFGS-B on the
   reduced objective (variable projection), from many starts over the knots and the
-  number of left-facing neurons, including the level below's best knots plus one.
+  number of left-facing neurons, from the level below's best knots plus one (at the
+  best of 128 scanned places) and from the level above's minus one; the best fit is
+  polished by L-BFGS-B on all parameters.
 
 Every level found is the risk of an actual network, hence an upper bound on the true
 level; the stated accuracy is the agreement of the two solvers where both ran.  For
@@ -252,24 +254,6 @@ def _random_networks(key, count: int, problem: Problem, k: int, scale: float):
     outgoing = jax.random.normal(keys[3], (count, k, 1), jnp.float64) * scale
     output_bias = jax.random.normal(keys[4], (count, 1), jnp.float64) * scale
     return ((weights, bias), (outgoing, output_bias))
-
-
-def _grown(network: Params, key, problem: Problem, count: int) -> Params:
-    """``count`` copies of a ``(d, k - 1, 1)`` network, each with one new neuron
-    whose kink crosses the domain and whose outgoing weight is small."""
-    new = _random_networks(key, count, problem, 1, 1e-3)
-    (weights, bias), (outgoing, output_bias) = jax.tree.map(jnp.asarray, network)
-
-    def tile(array):
-        return jnp.broadcast_to(array, (count, *array.shape))
-
-    return (
-        (
-            jnp.concatenate([tile(weights), new[0][0]], axis=2),
-            jnp.concatenate([tile(bias), new[0][1]], axis=1),
-        ),
-        (jnp.concatenate([tile(outgoing), new[1][0]], axis=1), tile(output_bias)),
-    )
 
 
 def _risk_function(inputs, targets):
