@@ -84,3 +84,17 @@ def test_a_bias_rule_for_the_asymmetric_scheme_is_a_spec_error(tiny_spec):
         parse_spec(tiny_spec)
     tiny_spec["parts"][0]["init"] = {"scheme": "asymmetric"}
     assert parse_spec(tiny_spec).parts[0].init.build().is_asymmetric
+
+
+def test_asymmetric_inactivity_on_a_data_set_is_drawn_from_the_scheme():
+    from relutrap import datasets
+
+    source = datasets.DataSource(dataset="diabetes", max_train=64)
+    p = datasets.first_layer_inactivity(ASYMMETRIC, (10, 3), source)
+    inputs = datasets.load(source).train_inputs
+    with jax.enable_x64(True):
+        weights, bias = asymmetric_layer(jax.random.key(5), 10, 200_000, np.float64)
+    direct = np.mean((inputs @ np.asarray(weights)).max(axis=0) + np.asarray(bias) <= 0)
+    assert abs(p.value - direct) < 5 * (p.standard_error + 1e-3)
+    normal = datasets.first_layer_inactivity(Initialization("normal"), (10, 3), source)
+    assert p.value != normal.value
