@@ -354,17 +354,6 @@ class PartSpec(_Strict):
     activation: Literal[ACTIVATIONS] = "relu"
     negative_slope: float = Field(0.01, gt=0, lt=1, description="of leaky_relu")
 
-    @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler):
-        # A ReLU part dumps as before the activation existed, so that stored
-        # studies keep their spec and resume.
-        data = handler(self)
-        if self.activation == "relu":
-            data.pop("activation", None)
-        if self.negative_slope == 0.01:
-            data.pop("negative_slope", None)
-        return data
-
     @model_validator(mode="after")
     def _one_architecture_form(self):
         if (self.width is None) == (self.hidden is None):
@@ -388,9 +377,15 @@ class PartSpec(_Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_no_epochs(self, handler):
+    def _omit_new_defaults(self, handler):
+        # A part without epochs, with ReLU, dumps as before these fields existed,
+        # so that stored studies keep their spec and resume.
         data = handler(self)
         data.pop("epochs" if self.epochs is None else "steps", None)
+        if self.activation == "relu":
+            data.pop("activation", None)
+        if self.negative_slope == 0.01:
+            data.pop("negative_slope", None)
         return data
 
     def step_count(self, problem: Problem) -> int:
