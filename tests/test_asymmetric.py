@@ -83,7 +83,8 @@ def test_a_bias_rule_for_the_asymmetric_scheme_is_a_spec_error(tiny_spec):
     with pytest.raises(SpecError, match="parts.0.init: bias"):
         parse_spec(tiny_spec)
     tiny_spec["parts"][0]["init"] = {"scheme": "asymmetric"}
-    assert parse_spec(tiny_spec).parts[0].init.build().is_asymmetric
+    (init,) = parse_spec(tiny_spec).parts[0].init.build()
+    assert init.is_asymmetric
 
 
 def test_asymmetric_inactivity_on_a_data_set_is_drawn_from_the_scheme():

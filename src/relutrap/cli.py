@@ -6,19 +6,20 @@ import csv
 import json
 import os
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -33,6 +34,11 @@ console = Console(stderr=True, soft_wrap=True)
 SPEC_ERROR = 2
 
 
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -40,7 +46,7 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = SPEC_ERROR):
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -69,9 +75,28 @@ def run(
     runs: Annotated[
         int | None, typer.Option(help="Runs per cell, overriding the spec.")
     ] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="Where the runs train: here, or on a Ray cluster.")
+    ] = Backend.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of a Ray cluster; without it a local one is started."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPUs of the local Ray cluster (default: all)."),
+    ] = None,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            help="Accept a spec that adds runs or cells to the study in --out."
+        ),
+    ] = False,
 ):
     """Run a study; running it again on the same output resumes it."""
-    from relutrap.backends import run_experiment, total_runs
+    from relutrap import backends
     from relutrap.experiment import SpecError, load_spec, with_runs
     from relutrap.store import StoreError
 
@@ -81,35 +106,84 @@ def run(
             parsed = with_runs(parsed, runs)
     except SpecError as error:
         _fail(str(error))
+    if backend is Backend.ray:
+        try:
+            backends.require_ray()
+        except backends.BackendError as error:
+            _fail(str(error))
+    elif address is not None or workers is not None:
+        _fail("--address and --workers apply to --backend ray only")
 
     _use_compilation_cache()
+    chunks, _ = backends.plan(parsed)
+    total = backends.total_runs(parsed)
+    largest = max((chunk.planned for chunk in chunks), default=0)
+    console.print(
+        f"{parsed.name}: {len(backends.cells(parsed))} cells, {total:,} runs in "
+        f"{len(chunks):,} chunks of up to {largest:,} runs (memory budget "
+        f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
+        highlight=False,
+    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("runs  {task.fields[rate]}"),
+        TextColumn("runs  {task.fields[rate]}  {task.fields[remaining]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(parsed.name, total=total_runs(parsed), rate="")
+        task = progress.add_task(parsed.name, total=total, rate="", remaining="")
+        started = time.monotonic()
+        trained = 0
 
-        def advance(count: int, label: str) -> None:
+        def advance(count: int, label: str, computed: bool) -> None:
+            nonlocal trained
             progress.advance(task, count)
-            elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed
-            rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
-            progress.update(task, rate=rate, description=label)
+            if not computed:
+                progress.update(task, description=label)
+                if not console.is_terminal:
+                    console.print(
+                        f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
+                        highlight=False,
+                    )
+                return
+            trained += count
+            rate, remaining = _speed(trained, time.monotonic() - started, total - done)
+            progress.update(task, rate=rate, remaining=remaining, description=label)
             if not console.is_terminal:
-                total = progress.tasks[task].total
-                console.print(f"{done:.0f}/{total:.0f} runs  {rate}  {label}")
+                console.print(
+                    f"{done:.0f}/{total} runs  {rate}  {remaining}  {label}",
+                    highlight=False,
+                )
 
         try:
-            run_experiment(parsed, out, advance)
+            backends.run_experiment(
+                parsed,
+                out,
+                advance,
+                backend=backend.value,
+                address=address,
+                extend=extend,
+                workers=workers,
+            )
         except (StoreError, SpecError) as error:
             _fail(str(error))
+        except backends.BackendError as error:
+            _fail(str(error), code=1)
         progress.update(task, description=parsed.name)
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
+
+
+def _speed(trained: int, seconds: float, left: float) -> tuple[str, str]:
+    """Runs per second over the runs trained now, and the time the ``left`` runs
+    will take at that rate."""
+    if seconds <= 0 or trained <= 0:
+        return "", ""
+    rate = trained / seconds
+    left_seconds = round(left / rate)
+    hours, rest = divmod(left_seconds, 3600)
+    return f"{rate:,.1f}/s", f"{hours}:{rest // 60:02d}:{rest % 60:02d} left"
 
 
 def _interval(entry: dict | None) -> str:
@@ -141,9 +215,16 @@ def _table(records: list[dict]) -> Table:
             "neurons allow (0 unless a level was not found)."
         ),
     )
+    # Factors a study varies besides the ones always shown get a column too.
+    varied = [
+        (key, title)
+        for key, title in (("init", "init"), ("batch_size", "batch"))
+        if len({record[key] for record in records}) > 1
+    ]
     for name in (
         "part",
         "arch.",
+        *(title for _, title in varied),
         "optimizer",
         "lr",
         "steps",
@@ -176,6 +257,7 @@ def _table(records: list[dict]) -> Table:
         table.add_row(
             record["part"],
             _architecture(record["architecture"]),
+            *(str(record[key]) for key, _ in varied),
             optimizer
             + {True: "", False: " (!)", None: " (?)"}[record["premise_holds"]],
             f"{record['learning_rate']:g}",
