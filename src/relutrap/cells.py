@@ -30,6 +30,7 @@ _DEFAULTS = {
     "activation": "relu",
     "negative_slope": 0.01,
 }
+_BOX_ONLY = ("shape", "center", "radius")
 
 
 def _digest(record: dict) -> str:
@@ -105,6 +106,9 @@ class Cell:
         for field, default in _DEFAULTS.items():
             if getattr(self, field) == default:
                 record.pop(field)
+        if self.problem.shape == "box":
+            for field in _BOX_ONLY:
+                record["problem"].pop(field)
         # A data set is named by its content's digest, not by where its file lies.
         if "data" in record["problem"]:
             del record["problem"]["data"]["path"]

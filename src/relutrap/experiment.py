@@ -74,7 +74,7 @@ from relutrap import datasets, factors, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
 from relutrap.networks import ACTIVATIONS
-from relutrap.problems import TARGETS, Problem, Target
+from relutrap.problems import SHAPES, TARGETS, Problem, Target
 
 SchemeName = Literal[SCHEMES]
 BiasRule = Literal[BIAS_RULES]
@@ -160,6 +160,15 @@ class ProblemSpec(_Strict):
     value: float = Field(1.0, description="value of a constant target")
     frequency: float = Field(1.0, gt=0, description="cycles per unit of a sin target")
     evaluation_size: int = Field(1024, ge=2, le=1_000_000)
+    shape: Literal[SHAPES] = Field(
+        "box", description="box: uniform on domain^d; ball; gaussian"
+    )
+    center: list[float] = Field(
+        [0.0], min_length=1, max_length=64, description="ball or gaussian center"
+    )
+    radius: float = Field(
+        1.0, gt=0, description="ball radius, or gaussian standard deviation"
+    )
     data: DataSpec | None = None
 
     @model_validator(mode="after")
@@ -173,16 +182,6 @@ class ProblemSpec(_Strict):
                 )
         return self
 
-    @model_serializer(mode="wrap")
-    def _omit_no_data(self, handler):
-        # A problem without a data set dumps as before data sets existed, so that
-        # stored studies keep their spec and resume.
-        data = handler(self)
-        if self.data is None:
-            data.pop("data", None)
-            return data
-        return {"data": data["data"]}
-
     @model_validator(mode="after")
     def _domain_not_empty(self):
         low, high = self.domain
@@ -190,7 +189,33 @@ class ProblemSpec(_Strict):
             raise ValueError(
                 f"domain: lower bound {low} must be below upper bound {high}"
             )
+        if self.shape == "box":
+            given = sorted({"center", "radius"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for a ball or gaussian")
+        elif "domain" in self.model_fields_set:
+            raise ValueError(
+                f"domain: only for a box; a {self.shape} has center and radius"
+            )
+        if len(self.center) not in (1, self.dimension):
+            raise ValueError(
+                f"center: {len(self.center)} coordinates; give 1 or {self.dimension}"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler):
+        # A box without a data set dumps as before data sets and the other shapes
+        # existed, so that stored studies keep their spec and resume; the other
+        # shapes dump without the box, a data set alone.
+        data = handler(self)
+        if self.data is not None:
+            return {"data": data["data"]}
+        data.pop("data", None)
+        unused = ("shape", "center", "radius") if self.shape == "box" else ("domain",)
+        for field in unused:
+            data.pop(field, None)
+        return data
 
     def build(self) -> Problem:
         if self.data is not None:
@@ -205,7 +230,16 @@ class ProblemSpec(_Strict):
             frequency=self.frequency,
         )
         low, high = self.domain
-        return Problem(self.dimension, low, high, target, self.evaluation_size)
+        return Problem(
+            self.dimension,
+            low,
+            high,
+            target,
+            self.evaluation_size,
+            shape=self.shape,
+            center=tuple(self.center),
+            radius=self.radius,
+        )
 
 
 class InitSpec(_Strict):

@@ -128,6 +128,11 @@ def risk_data(problem: Problem, arch: Architecture) -> tuple[np.ndarray, np.ndar
         return np.asarray(inputs), np.asarray(targets)
 
 
+def _check_box(problem: Problem) -> None:
+    if problem.shape != "box" or problem.data is not None:
+        raise ValueError("risk levels are computed for inputs uniform on a box")
+
+
 def _check_shallow(arch: Architecture) -> None:
     if len(arch) != 3 or arch[-1] != 1:
         raise ValueError(
@@ -460,6 +465,7 @@ def risk_levels(
         seed: seeds every random start.
     """
     _check_shallow(arch)
+    _check_box(problem)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {METHODS}")
     if method == "auto":
