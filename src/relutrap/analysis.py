@@ -6,8 +6,14 @@ fractions of certified and observed non-convergent runs and of collapsed runs, e
 with an exact (Clopper-Pearson) 95% interval; the number of revived neurons (0 for
 the theorem's optimizer class); the median final risk; and how many of the runs
 without any certified inactive neuron converged, which separates the mechanism of
-the theorem from other ways of failing.  ``premise_holds`` says whether the cell's
-optimizer keeps coordinates without gradient fixed in the cell's dtype (see
+the theorem from other ways of failing.  For a shallow ReLU cell, ``levels`` sets
+the final risks beside the risk levels of its problem (see
+:func:`relutrap.levels.compare_runs`), computed once per problem and architecture
+and cached in ``levels.json`` beside the study's database.  ``inactivity_premise``
+is False for a leaky ReLU or softplus cell: its neurons are never inactive, the
+theorem's mechanism does not apply and every certificate counts 0.
+``premise_holds`` says whether the cell's optimizer keeps coordinates without
+gradient fixed in the cell's dtype (see
 :func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
 says nothing about the cell.  Beside them: the probability that some neuron of the
 network is certified inactive and that some layer is entirely certified inactive
@@ -31,6 +37,7 @@ inactive first-layer neurons is reported, but implies no verdict there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 
@@ -38,11 +45,12 @@ import numpy as np
 from scipy.stats import binomtest
 
 from relutrap import datasets, optimizers, schedules
+from relutrap import levels as risk_levels
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
 from relutrap.rates import METHOD, fit_rate, line_slope, log_survival
-from relutrap.store import Store
+from relutrap.store import Store, read_levels, write_levels
 from relutrap.theory import (
     bounds_from,
     first_layer_inactivity,
@@ -96,6 +104,17 @@ def _schedule(cell: Cell) -> dict:
     return {**schedules.PARAMETERS[given["kind"]], **given}
 
 
+def has_levels(cell: Cell) -> bool:
+    """Whether the summary compares the cell's runs with risk levels: a shallow
+    ReLU network on a box (not a data set, a ball or Gaussian inputs)."""
+    return (
+        len(cell.architecture) == 3
+        and cell.has_inactivity
+        and cell.problem.data is None
+        and cell.problem.shape == "box"
+    )
+
+
 def best_run_verdicts(
     runs: list[dict], tolerance: float, variance: float
 ) -> tuple[list[bool], float | None]:
@@ -130,11 +149,21 @@ def _first_layer_probability(cell: Cell):
     return first_layer_inactivity(cell.init, arch, problem.domain())
 
 
-def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
+def summarize_cell(
+    cell: Cell,
+    stored: dict,
+    runs: list[dict],
+    transform=None,
+    levels: dict | None = None,
+) -> dict:
     """The summary record of one cell from its stored row and its runs
-    (``transform``: the optimizer of a ``custom:`` cell, if known)."""
+    (``transform``: the optimizer of a ``custom:`` cell, if known; ``levels``: the
+    risk levels of its problem and architecture, see :mod:`relutrap.levels`)."""
     arch = cell.architecture
     p = _first_layer_probability(cell)
+    if not cell.has_inactivity:
+        # No neuron of a leaky ReLU or softplus network is ever inactive.
+        p = dataclasses.replace(p, value=0.0, standard_error=0.0)
     some = some_first_layer_inactivity(p, arch[1])
     theory = bounds_from(p, cell.init, arch)
     bounded_only, bounded_revived = _bounded_revivals(runs)
@@ -170,6 +199,11 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "settings": dict(cell.settings),
         "schedule": _schedule(cell),
         "premise_holds": premise_holds(cell, transform),
+        "activation": cell.activation,
+        "negative_slope": (
+            cell.negative_slope if cell.activation == "leaky_relu" else None
+        ),
+        "inactivity_premise": cell.has_inactivity,
         "learning_rate": cell.learning_rate,
         "steps": cell.steps,
         "batch_size": cell.batch_size,
@@ -225,6 +259,11 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
             median_risk / variance if median_risk is not None and variance > 0 else None
         ),
         "median_holdout_risk": _median(holdout),
+        "levels": (
+            None
+            if levels is None
+            else risk_levels.compare_runs(levels, runs, cell.tolerance)
+        ),
     }
 
 
@@ -246,6 +285,8 @@ def summarize(store: Store, custom: dict | None = None) -> list[dict]:
     ``custom`` holds the transforms of its ``custom:`` optimizers, by name."""
     spec = parse_spec(store.spec(), "stored spec")
     by_identity = {cell.identity: cell for cell, _ in expand_cells(spec)}
+    cached = read_levels(store.directory)
+    known = len(cached)
     records = []
     for stored in store.cells():
         cell = by_identity[stored["cell"]]
@@ -253,7 +294,17 @@ def summarize(store: Store, custom: dict | None = None) -> list[dict]:
         if runs:
             name = cell.optimizer.removeprefix(optimizers.CUSTOM_PREFIX)
             transform = (custom or {}).get(name) if name != cell.optimizer else None
-            records.append(summarize_cell(cell, stored, runs, transform))
+            levels = None
+            if has_levels(cell):
+                key = risk_levels.cache_key(cell.problem, cell.architecture)
+                if key not in cached:
+                    cached[key] = risk_levels.summary_levels(
+                        cell.problem, cell.architecture
+                    )
+                levels = cached[key]
+            records.append(summarize_cell(cell, stored, runs, transform, levels))
+    if len(cached) > known:
+        write_levels(store.directory, cached)
     return records
 
 
@@ -261,7 +312,11 @@ def flatten(record: dict) -> dict:
     """A summary record with nested proportions spread into flat columns."""
     flat = {}
     for key, value in record.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and any(
+            isinstance(item, list | dict) for item in value.values()
+        ):
+            flat[key] = json.dumps(value)
+        elif isinstance(value, dict):
             for inner, item in value.items():
                 flat[f"{key}.{inner}"] = item
         elif isinstance(value, list):

@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 
-from relutrap import optimizers, schedules
+from relutrap import networks, optimizers, schedules
 from relutrap.init import Initialization
 from relutrap.networks import Architecture, architecture
 from relutrap.problems import Problem
@@ -24,7 +24,12 @@ from relutrap.problems import Problem
 _NOT_IN_STREAM = ("part", "steps", "tolerance", "checkpoints")
 # Fields added later: left out of the hashes at their defaults, so that the cells
 # of earlier studies keep their identity and their runs.
-_DEFAULTS = {"convention": "book", "schedule": ()}
+_DEFAULTS = {
+    "convention": "book",
+    "schedule": (),
+    "activation": "relu",
+    "negative_slope": 0.01,
+}
 _BOX_ONLY = ("shape", "center", "radius")
 
 
@@ -57,6 +62,9 @@ class Cell:
         schedule: the learning-rate schedule as sorted ``(name, value)`` pairs, one
             of them ``("kind", ...)`` (see :mod:`relutrap.schedules`); empty for a
             constant rate.
+        activation: the hidden layers' activation, ``relu``, ``leaky_relu`` or
+            ``softplus`` (see :func:`relutrap.networks.activation`).
+        negative_slope: the slope of ``leaky_relu`` below 0.
     """
 
     part: str
@@ -73,6 +81,8 @@ class Cell:
     checkpoints: int = 12
     convention: str = "book"
     schedule: tuple[tuple[str, Any], ...] = ()
+    activation: str = "relu"
+    negative_slope: float = 0.01
 
     @property
     def architecture(self) -> Architecture:
@@ -137,12 +147,23 @@ class Cell:
             **dict(self.settings),
         )
 
+    def sigma(self) -> networks.Activation:
+        """The cell's activation function."""
+        return networks.activation(self.activation, self.negative_slope)
+
+    @property
+    def has_inactivity(self) -> bool:
+        """Whether neurons can be inactive (ReLU): otherwise the mechanism of the
+        theorem does not apply and every certificate counts 0."""
+        return self.activation == "relu"
+
     def label(self) -> str:
         """A short human-readable name."""
         widths = "-".join(str(width) for width in self.architecture)
         convention = "" if self.convention == "book" else f" ({self.convention})"
+        sigma = "" if self.activation == "relu" else f" {self.activation}"
         return (
-            f"{self.part}: {widths} {self.optimizer}{convention} "
+            f"{self.part}: {widths}{sigma} {self.optimizer}{convention} "
             f"lr={self.learning_rate:g}"
         )
 

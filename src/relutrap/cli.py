@@ -213,7 +213,9 @@ def _table(records: list[dict]) -> Table:
             "<= tol; on a data set (marked 'vs best') the reference is the best run's "
             "final risk, not the unknown optimal empirical risk.  IBP revived: "
             "neurons proven inactive at init by interval bounds only that were "
-            "active later / all such neurons."
+            "active later / all such neurons.  < level: runs of a shallow ReLU cell "
+            "that ended below the risk level R_(l1-j) their j certified inactive "
+            "neurons allow (0 unless a level was not found)."
         ),
     )
     # Factors a study varies besides the ones always shown get a column too.
@@ -240,6 +242,7 @@ def _table(records: list[dict]) -> Table:
         "IBP revived",
         "conv. w/o dead",
         "med. rel. risk",
+        "< level",
         "tol.",
     ):
         table.add_column(
@@ -251,6 +254,8 @@ def _table(records: list[dict]) -> Table:
             optimizer += f" ({record['convention']})"
         if record["schedule"]["kind"] != "constant":
             optimizer += f" {record['schedule']['kind']}"
+        if record.get("activation", "relu") != "relu":
+            optimizer += f" [{record['activation']}]"
         converged = record["converged_without_certified_inactive"]
         healthy = record["without_certified_inactive"]
         relative = record["median_relative_risk"]
@@ -278,6 +283,7 @@ def _table(records: list[dict]) -> Table:
             _bounded_revived(record),
             "n/a" if converged is None else f"{converged}/{healthy}",
             "n/a" if relative is None else f"{relative:.1e}",
+            "n/a" if not record.get("levels") else str(record["levels"]["below"]),
             f"{record['tolerance']:g}",
         )
     return table
@@ -354,6 +360,22 @@ def summary(
     except (StoreError, SpecError) as error:
         _fail(str(error))
     for record in records:
+        if not record.get("inactivity_premise", True):
+            console.print(
+                f"[bold yellow]note:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} uses {record['activation']}: "
+                "no neuron is ever inactive, so the theorem's premise does not hold "
+                "and its certificates count 0",
+                highlight=False,
+            )
+        if record.get("levels") and record["levels"]["below"]:
+            console.print(
+                f"[bold yellow]warning:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} {record['optimizer']}: "
+                f"{record['levels']['below']} run(s) ended below the risk level "
+                "their certified inactive neurons allow: a level was not found",
+                highlight=False,
+            )
         if record["premise_holds"] is False:
             console.print(
                 f"[bold yellow]warning:[/] cell {record['part']} "
@@ -689,3 +711,179 @@ def list_optimizers(
 
 def main():
     app()
+
+
+class LevelMethod(StrEnum):
+    auto = "auto"
+    both = "both"
+    free_knot = "free-knot"
+    training = "training"
+
+
+def _parse_numbers(text: str, option: str, kind=float) -> list:
+    try:
+        return [kind(item) for item in text.split(",")]
+    except ValueError:
+        _fail(f"{option}: expected comma-separated numbers, got {text!r}")
+
+
+@app.command()
+def levels(
+    arch: Annotated[
+        str, typer.Option("--arch", help="Shallow architecture d,l1,1, e.g. 1,4,1.")
+    ] = "1,4,1",
+    target: Annotated[
+        str, typer.Option(help="teacher, square, sin or constant.")
+    ] = "teacher",
+    domain: Annotated[
+        str, typer.Option(help="The box [low, high]^d as low,high.")
+    ] = "0,1",
+    teacher_width: Annotated[
+        int, typer.Option(help="Teacher width; 0: the student's l1.")
+    ] = 0,
+    teacher_seed: Annotated[int, typer.Option(help="Seed of the teacher.")] = 0,
+    frequency: Annotated[float, typer.Option(help="Cycles per unit (sin).")] = 1.0,
+    value: Annotated[float, typer.Option(help="Value of a constant target.")] = 1.0,
+    evaluation_size: Annotated[
+        int, typer.Option(help="Inputs of the risk's estimator.")
+    ] = 1024,
+    method: Annotated[
+        LevelMethod,
+        typer.Option(help="auto: free-knot in 1D, training otherwise; both: compare."),
+    ] = LevelMethod.auto,
+    starts: Annotated[int, typer.Option(help="Random starts per level.")] = 12,
+    steps: Annotated[
+        int, typer.Option(help="Adam steps of the training solver.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the random starts.")] = 0,
+    perturbations: Annotated[
+        int, typer.Option(help="Random perturbations per verification.")
+    ] = 2000,
+    format: Annotated[
+        Format, typer.Option("--format", help="Output format (table or json).")
+    ] = Format.table,
+):
+    """Print the risk levels R_0 >= ... >= R_l1 of a shallow architecture (the best
+    risk with k live first-layer neurons) and verify the local minimizer of each."""
+    from relutrap.experiment import SpecError, parse_spec
+    from relutrap.levels import local_minimizer, risk_levels, verify_minimizer
+
+    widths = _parse_numbers(arch, "--arch", int)
+    if len(widths) != 3 or widths[2] != 1 or min(widths) < 1:
+        _fail(f"--arch: a shallow architecture d,l1,1 is needed, got {arch!r}")
+    if starts < 1 or steps < 1 or perturbations < 1:
+        _fail("--starts, --steps and --perturbations must be at least 1")
+    if format is Format.csv:
+        _fail("--format: levels prints a table or json")
+    problem_spec = {
+        "dimension": widths[0],
+        "domain": _parse_numbers(domain, "--domain"),
+        "target": target,
+        "teacher_width": teacher_width,
+        "teacher_seed": teacher_seed,
+        "frequency": frequency,
+        "value": value,
+        "evaluation_size": evaluation_size,
+    }
+    options = {
+        "dimension": "--arch",
+        "domain": "--domain",
+        "target": "--target",
+        "teacher_width": "--teacher-width",
+        "teacher_seed": "--teacher-seed",
+        "frequency": "--frequency",
+        "evaluation_size": "--evaluation-size",
+    }
+    data = {
+        "parts": [
+            {
+                "name": "levels",
+                "width": [widths[1]],
+                "problem": problem_spec,
+                "optimizers": [{"name": "sgd", "learning_rate": 0.1}],
+            }
+        ]
+    }
+    try:
+        parsed = parse_spec(data, "levels")
+    except SpecError as error:
+        message = str(error).replace("levels: ", "")
+        message = message.replace("field parts.0.problem: domain", "--domain")
+        for field, option in options.items():
+            message = message.replace(f"field parts.0.problem.{field}", option)
+        _fail(message)
+    problem = parsed.parts[0].problem.build()
+    if method in (LevelMethod.both, LevelMethod.free_knot) and widths[0] != 1:
+        _fail("--method: the free-knot solver needs dimension 1")
+
+    found = risk_levels(problem, tuple(widths), method.value, starts, steps, seed)
+    record = found.as_record()
+    for level, row in zip(found.levels, record["levels"]):
+        check = verify_minimizer(
+            problem,
+            found.architecture,
+            local_minimizer(found, level.live),
+            perturbations=perturbations,
+            seed=seed,
+        )
+        row["verification"] = check.as_record()
+    record["problem"] = problem_spec
+    if format is Format.json:
+        json.dump(record, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    _print_levels(record)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _print_levels(record: dict) -> None:
+    table = Table(
+        title=(
+            f"Risk levels of {_architecture(record['architecture'])} "
+            f"(Var f(X) = {record['variance']:.6g}; risk: {record['risk_method']})"
+        ),
+        caption=(
+            "R_k: best risk with k live first-layer neurons (an upper bound found by "
+            "the method named; agreement: |free-knot - training| / Var f(X)).  "
+            "Local minimizer: the best k-neuron network padded with inactive neurons; "
+            "verified by its gradient norm, the smallest Hessian eigenvalue on the "
+            "live coordinates and the largest risk decrease under random "
+            "perturbations (<= 0: none decreased it)."
+        ),
+    )
+    columns = (
+        "k",
+        "R_k",
+        "R_k / Var",
+        "method",
+        "free-knot",
+        "training",
+        "agreement",
+        "hits",
+        "|grad|",
+        "min eig.",
+        "max decrease",
+        "verified",
+    )
+    for name in columns:
+        table.add_column(name, justify="left" if name == "method" else "right")
+    for row in record["levels"]:
+        check = row["verification"]
+        table.add_row(
+            str(row["live"]),
+            _number(row["risk"]),
+            _number(row["relative_risk"]),
+            row["method"],
+            _number(row["free_knot"]),
+            _number(row["training"]),
+            _number(row["agreement"]),
+            f"{row['hits']}/{row['starts']}",
+            f"{check['gradient_norm']:.1e}",
+            f"{check['smallest_eigenvalue']:.1e}",
+            f"{check['largest_decrease']:.1e}",
+            "yes" if check["passed"] else "NO",
+        )
+    Console(width=max(Console().width, 160)).print(table)

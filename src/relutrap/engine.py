@@ -195,16 +195,17 @@ def _compiled_training(cell: Cell, optimizer=None):
     targets_at_evaluation = evaluation_targets(problem, arch, dtype)
     batch = _batch_source(problem, arch, cell.batch_size, dtype)
     checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
+    sigma = cell.sigma()
     slot_of_step = np.full(cell.steps + 1, -1, dtype=np.int32)
     slot_of_step[checkpoints] = np.arange(len(checkpoints), dtype=np.int32)
     slot_of_step = jnp.asarray(slot_of_step)
 
     def risk(params):
-        errors = realization(params, evaluation) - targets_at_evaluation
+        errors = realization(params, evaluation, sigma) - targets_at_evaluation
         return jnp.mean(errors * errors)
 
     def loss(params, inputs, targets):
-        outputs, activity = realization_with_activity(params, inputs)
+        outputs, activity = realization_with_activity(params, inputs, sigma)
         errors = outputs - targets
         return jnp.mean(errors * errors), activity
 
@@ -293,6 +294,12 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     census_init, census_end, ever_active = jax.device_get(
         (census_init, census_end, ever_active)
     )
+    if not cell.has_inactivity:
+        census_init, census_end = (
+            _no_inactivity(census_init),
+            _no_inactivity(census_end),
+        )
+        collapsed = np.zeros_like(collapsed)
     revived = tuple(
         dead & (active | ~still)
         for dead, active, still in zip(
@@ -322,6 +329,12 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
         collapsed=np.asarray(collapsed),
         holdout_risk=holdout_risk,
     )
+
+
+def _no_inactivity(census: inactivity.Census) -> inactivity.Census:
+    """The census of a network without inactive neurons (leaky ReLU, softplus):
+    their derivatives are positive everywhere, so no neuron is ever inactive."""
+    return jax.tree.map(lambda layer: np.zeros_like(layer), census)
 
 
 def bytes_per_run(cell: Cell) -> int:

@@ -19,6 +19,7 @@ A factor is one value, a list, or a range (see :mod:`relutrap.factors`)::
     batch_size = 64             # or a list or range
     problem = { dimension = 1, domain = [0.0, 1.0], target = "teacher" }
     init = { scheme = "normal" }   # or scheme = ["normal", "he_normal"]
+    activation = "relu"         # or leaky_relu (with negative_slope = 0.01), softplus
 
     [[parts.optimizers]]
     name = "adam"
@@ -72,6 +73,7 @@ from pydantic import (
 from relutrap import datasets, factors, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
+from relutrap.networks import ACTIVATIONS
 from relutrap.problems import SHAPES, TARGETS, Problem, Target
 
 SchemeName = Literal[SCHEMES]
@@ -258,6 +260,12 @@ class InitSpec(_Strict):
             for scheme in factors.as_list(self.scheme)
         ]
 
+    @model_validator(mode="after")
+    def _asymmetric_bias(self):
+        if "asymmetric" in factors.as_list(self.scheme) and self.bias != "default":
+            raise ValueError("bias: the asymmetric scheme draws the biases itself")
+        return self
+
 
 class ScheduleSpec(_Strict):
     kind: Literal[schedules.KINDS] = "constant"
@@ -402,6 +410,8 @@ class PartSpec(_Strict):
     batch_size: int | list[int] = 64
     runs: int | None = Field(None, ge=1, description="overrides the experiment's runs")
     tolerance: float | None = Field(None, gt=0)
+    activation: Literal[ACTIVATIONS] = "relu"
+    negative_slope: float = Field(0.01, gt=0, lt=1, description="of leaky_relu")
 
     @field_validator("width", mode="before")
     @classmethod
@@ -448,9 +458,15 @@ class PartSpec(_Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_no_epochs(self, handler):
+    def _omit_new_defaults(self, handler):
+        # A part without epochs, with ReLU, dumps as before these fields existed,
+        # so that stored studies keep their spec and resume.
         data = handler(self)
         data.pop("epochs" if self.epochs is None else "steps", None)
+        if self.activation == "relu":
+            data.pop("activation", None)
+        if self.negative_slope == 0.01:
+            data.pop("negative_slope", None)
         return data
 
     def step_counts(self, problem: Problem, batch_size: int) -> list[int]:
@@ -609,6 +625,8 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
                     checkpoints=spec.checkpoints,
                     convention=optimizer.convention,
                     schedule=optimizer.schedule.as_items(),
+                    activation=part.activation,
+                    negative_slope=part.negative_slope,
                 )
                 expanded.append((cell, part.runs or spec.runs))
     identities = [cell.identity for cell, _ in expanded]

@@ -14,7 +14,17 @@ scheme             weight law                                      default bias
 ``glorot_uniform`` U(-sqrt(6 / (n_in + n_out)), +...)              zero
 ``lecun_normal``   N(0, 1 / n_in)                                  zero
 ``torch_default``  U(-1 / sqrt(n_in), 1 / sqrt(n_in))              same law
+``asymmetric``     see below                                       with the weights
 =================  ==============================================  ============
+
+``asymmetric`` is the randomized asymmetric initialization of Lu, Shin, Su and
+Karniadakis (2019, arXiv:1903.06733): for each neuron of a hidden layer, one entry of
+its incoming vector ``(w_1, ..., w_{n_in}, b)``, chosen uniformly at random, is drawn
+from the positive law Beta(2, 1) and the other ``n_in`` entries from N(0, s^2).  We
+take ``s^2 = 3 / (2 n_in)``, which makes the expected squared norm of the vector
+``E[P^2] + n_in s^2 = 1/2 + 3/2 = 2``, the value of He's scheme (``n_in * 2 / n_in``).
+The output layer is drawn N(0, 1 / n_in) with zero bias.  The one positive entry
+makes a neuron less likely to be inactive on a box around the origin.
 
 ``torch_default`` is what PyTorch's ``nn.Linear`` does on construction: weights and
 biases both uniform with half-width ``1 / sqrt(fan_in)``.  The bias rules are ``zero``,
@@ -68,6 +78,7 @@ SCHEMES = (
     "glorot_uniform",
     "lecun_normal",
     "torch_default",
+    "asymmetric",
 )
 BIAS_RULES = ("default", "zero", "same", "constant")
 _SAME_BIAS_BY_DEFAULT = ("normal", "uniform", "torch_default")
@@ -94,6 +105,15 @@ class Initialization:
             raise ValueError(f"unknown scheme {self.scheme!r}; allowed: {SCHEMES}")
         if self.bias not in BIAS_RULES:
             raise ValueError(f"unknown bias rule {self.bias!r}; allowed: {BIAS_RULES}")
+        if self.scheme == "asymmetric" and self.bias != "default":
+            raise ValueError("the asymmetric scheme draws the biases with the weights")
+
+    @property
+    def is_asymmetric(self) -> bool:
+        """Whether the entries of a neuron are drawn jointly, not independently
+        (the ``asymmetric`` scheme): :meth:`weight_law` is then only the law of
+        its symmetric entries."""
+        return self.scheme == "asymmetric"
 
     def weight_law(self, fan_in: int, fan_out: int) -> Law:
         """The law of every weight of a layer with this fan-in and fan-out."""
@@ -112,6 +132,8 @@ class Initialization:
                 return Law("uniform", math.sqrt(6.0 / (fan_in + fan_out)))
             case "lecun_normal":
                 return Law("normal", math.sqrt(1.0 / fan_in))
+            case "asymmetric":
+                return Law("normal", math.sqrt(1.5 / fan_in))
             case _:
                 return Law("uniform", 1.0 / math.sqrt(fan_in))
 
@@ -128,6 +150,12 @@ class Initialization:
 
     def describe(self, arch: Architecture) -> list[str]:
         """One line per layer naming its weight and bias laws."""
+        if self.is_asymmetric:
+            return [
+                f"layer {k + 1}: one entry of (w, b) per neuron Beta(2, 1), "
+                f"the others {self.weight_law(n_in, n_out).describe()}"
+                for k, (n_in, n_out) in enumerate(zip(arch[:-2], arch[1:-1]))
+            ] + [f"output layer: weights N(0, 1/{arch[-2]}), bias 0"]
         return [
             f"layer {k + 1}: weights {self.weight_law(n_in, n_out).describe()}, "
             f"biases {self.bias_law(n_in, n_out).describe()}"
@@ -151,6 +179,15 @@ def initialize(
     """
     params = []
     for k, (fan_in, fan_out) in enumerate(zip(arch, arch[1:])):
+        if init.is_asymmetric:
+            layer_key = jax.random.fold_in(key, k)
+            if k < len(arch) - 2:
+                params.append(asymmetric_layer(layer_key, fan_in, fan_out, dtype))
+            else:
+                weights = jax.random.normal(layer_key, (fan_in, fan_out), dtype)
+                scale = jnp.asarray(1.0 / math.sqrt(fan_in), dtype)
+                params.append((scale * weights, jnp.zeros((fan_out,), dtype)))
+            continue
         weight_key, bias_key = jax.random.split(jax.random.fold_in(key, k))
         weights = init.weight_law(fan_in, fan_out).sample(
             weight_key, (fan_in, fan_out), dtype
@@ -158,3 +195,25 @@ def initialize(
         bias = init.bias_law(fan_in, fan_out).sample(bias_key, (fan_out,), dtype)
         params.append((weights, bias))
     return tuple(params)
+
+
+def asymmetric_layer(
+    key: jax.Array, fan_in: int, fan_out: int, dtype=jnp.float32
+) -> tuple[jax.Array, jax.Array]:
+    """A hidden layer of the randomized asymmetric initialization.
+
+    Each neuron's vector ``(w_1, ..., w_{fan_in}, b)`` has one entry, at a uniform
+    random position, drawn from Beta(2, 1) (as ``sqrt(U)``, U uniform on (0, 1):
+    its CDF is ``x^2``) and the others from N(0, 3 / (2 fan_in)).
+
+    Returns:
+        weights of shape ``(fan_in, fan_out)`` and biases of shape ``(fan_out,)``.
+    """
+    position_key, positive_key, symmetric_key = jax.random.split(key, 3)
+    scale = jnp.asarray(math.sqrt(1.5 / fan_in), dtype)
+    symmetric = scale * jax.random.normal(symmetric_key, (fan_in + 1, fan_out), dtype)
+    positive = jnp.sqrt(jax.random.uniform(positive_key, (fan_in + 1, fan_out), dtype))
+    position = jax.random.randint(position_key, (fan_out,), 0, fan_in + 1)
+    chosen = jnp.arange(fan_in + 1)[:, None] == position[None, :]
+    vectors = jnp.where(chosen, positive, symmetric)
+    return vectors[:-1], vectors[-1]

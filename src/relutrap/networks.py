@@ -14,7 +14,8 @@ pass back 0.5 at ``z == 0`` and break that link.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,28 @@ import jax.numpy as jnp
 Architecture = tuple[int, ...]
 Layer = tuple[jax.Array, jax.Array]
 Params = tuple[Layer, ...]
+Activation = Callable[[jax.Array], jax.Array]
+
+ACTIVATIONS = ("relu", "leaky_relu", "softplus")
+
+
+def activation(name: str = "relu", negative_slope: float = 0.01) -> Activation:
+    """The hidden layers' activation function by name.
+
+    * ``relu``: ``max(z, 0)``, derivative 0 at 0 (:func:`jax.nn.relu`);
+    * ``leaky_relu``: ``z`` for ``z >= 0``, ``negative_slope * z`` otherwise;
+    * ``softplus``: ``log(1 + exp(z))``.
+
+    Only ReLU has inactive neurons: the derivatives of the other two are positive
+    everywhere, so every neuron passes gradient back on every input.
+    """
+    if name == "relu":
+        return jax.nn.relu
+    if name == "leaky_relu":
+        return functools.partial(jax.nn.leaky_relu, negative_slope=negative_slope)
+    if name == "softplus":
+        return jax.nn.softplus
+    raise ValueError(f"unknown activation {name!r}; allowed: {ACTIVATIONS}")
 
 
 def architecture(dimension: int, hidden: Sequence[int]) -> Architecture:
@@ -49,7 +72,9 @@ def parameter_count(arch: Architecture) -> int:
     return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(arch, arch[1:]))
 
 
-def hidden_preactivations(params: Params, inputs: jax.Array) -> list[jax.Array]:
+def hidden_preactivations(
+    params: Params, inputs: jax.Array, sigma: Activation = jax.nn.relu
+) -> list[jax.Array]:
     """Pre-activations of every hidden layer.
 
     Args:
@@ -64,25 +89,28 @@ def hidden_preactivations(params: Params, inputs: jax.Array) -> list[jax.Array]:
     for weights, bias in params[:-1]:
         preactivation = activations @ weights + bias
         preactivations.append(preactivation)
-        activations = jax.nn.relu(preactivation)
+        activations = sigma(preactivation)
     return preactivations
 
 
-def realization(params: Params, inputs: jax.Array) -> jax.Array:
-    """The function the network computes, evaluated at ``inputs`` of shape ``(n, d)``.
+def realization(
+    params: Params, inputs: jax.Array, sigma: Activation = jax.nn.relu
+) -> jax.Array:
+    """The function the network computes, evaluated at ``inputs`` of shape ``(n, d)``,
+    with the activation ``sigma`` in every hidden layer (ReLU by default).
 
     Returns:
         array of shape ``(n,)``.
     """
     activations = inputs
     for weights, bias in params[:-1]:
-        activations = jax.nn.relu(activations @ weights + bias)
+        activations = sigma(activations @ weights + bias)
     weights, bias = params[-1]
     return (activations @ weights + bias)[:, 0]
 
 
 def realization_with_activity(
-    params: Params, inputs: jax.Array
+    params: Params, inputs: jax.Array, sigma: Activation = jax.nn.relu
 ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     """The realization and, per hidden layer, which neurons are active on ``inputs``.
 
@@ -96,6 +124,6 @@ def realization_with_activity(
     for weights, bias in params[:-1]:
         preactivation = activations @ weights + bias
         activity.append(jnp.any(preactivation > 0, axis=0))
-        activations = jax.nn.relu(preactivation)
+        activations = sigma(preactivation)
     weights, bias = params[-1]
     return (activations @ weights + bias)[:, 0], tuple(activity)

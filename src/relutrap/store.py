@@ -33,6 +33,7 @@ from relutrap.engine import CENSUS_FIELDS, Outcomes
 
 DATABASE = "results.sqlite"
 LOCK = ".relutrap.lock"
+LEVELS = "levels.json"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiment (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -305,3 +306,24 @@ def open_for_reading(directory: str | Path):
         yield store
     finally:
         connection.close()
+
+
+def read_levels(directory: str | Path) -> dict:
+    """The risk levels cached beside a study's database, by key (empty if none or
+    unreadable: they are recomputed)."""
+    try:
+        return json.loads((Path(directory) / LEVELS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_levels(directory: str | Path, levels: dict) -> None:
+    """Cache risk levels beside the database, replacing the file atomically; a
+    directory that cannot be written keeps no cache."""
+    path = Path(directory) / LEVELS
+    temporary = path.with_suffix(".tmp")
+    try:
+        temporary.write_text(json.dumps(levels, indent=1, sort_keys=True))
+        temporary.replace(path)
+    except OSError:
+        pass

@@ -74,6 +74,8 @@ EXACT = "exact"
 GENZ = "orthant (Genz)"
 QUADRATURE = "quadrature"
 QUASI_MONTE_CARLO = "quasi-monte carlo"
+MONTE_CARLO = "monte carlo"
+ASYMMETRIC_SAMPLES = 2_000_000
 
 GENZ_TOLERANCE = 1e-6
 GENZ_LARGEST_BOX = 4
@@ -424,6 +426,26 @@ def _as_domain(arch: Architecture, domain, high) -> Domain:
     return Box(float(domain), float(high), arch[0])
 
 
+def _monte_carlo_asymmetric(domain: Domain) -> Probability:
+    """p under the asymmetric scheme by Monte Carlo over neurons drawn by the scheme
+    itself (:func:`relutrap.init.asymmetric_layer`), in float64: a neuron is
+    inactive iff ``b + max_{x in domain} w . x <= 0``."""
+    import jax
+
+    from relutrap.init import asymmetric_layer
+
+    if isinstance(domain, Gaussian):
+        return Probability(0.0, EXACT)
+    n = ASYMMETRIC_SAMPLES
+    with jax.enable_x64(True):
+        weights, bias = asymmetric_layer(
+            jax.random.key(20241014), domain.dimension, n, np.float64
+        )
+        weights, bias = np.asarray(weights).T, np.asarray(bias)
+    fraction = float(np.mean(bias + _support_in_chunks(domain, weights) <= 0))
+    return Probability(fraction, MONTE_CARLO, math.sqrt(fraction * (1 - fraction) / n))
+
+
 def first_layer_inactivity(
     init: Initialization, arch: Architecture, domain, high: float | None = None
 ) -> Probability:
@@ -434,6 +456,8 @@ def first_layer_inactivity(
             ``[low, high]^d`` with ``high`` given.
     """
     domain = _as_domain(arch, domain, high)
+    if init.is_asymmetric:
+        return _monte_carlo_asymmetric(domain)
     weight = init.weight_law(arch[0], arch[1])
     bias = init.bias_law(arch[0], arch[1])
     return neuron_inactivity(weight, bias, domain)
