@@ -24,14 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relutrap import inactivity, optimizers
+from relutrap import inactivity, optimizers, threefry
+from relutrap.backprop import loss_activity_gradient
 from relutrap.cells import Cell, run_key
 from relutrap.init import initialize
 from relutrap.networks import (
     hidden_widths,
     parameter_count,
     realization,
-    realization_with_activity,
 )
 from relutrap.problems import (
     evaluation_inputs,
@@ -131,22 +131,15 @@ def _compiled_training(cell: Cell, optimizer=None):
         errors = realization(params, evaluation) - evaluation_targets
         return jnp.mean(errors * errors)
 
-    def loss(params, inputs, targets):
-        outputs, activity = realization_with_activity(params, inputs)
-        errors = outputs - targets
-        return jnp.mean(errors * errors), activity
-
-    gradient_of_loss = jax.value_and_grad(loss, has_aux=True)
-
     def train_one_step(params, state, data_key, step):
         inputs = sample_inputs(
-            jax.random.fold_in(data_key, step), problem, cell.batch_size, dtype
+            threefry.fold_in(data_key, step), problem, cell.batch_size, dtype
         )
         targets = target_values(problem, arch, inputs).astype(dtype)
         point = params
         if method.lookahead is not None:
             point = _tree_add(params, method.lookahead(state, step))
-        (value, activity), gradient = gradient_of_loss(point, inputs, targets)
+        value, activity, gradient = loss_activity_gradient(point, inputs, targets)
         updates, state = method.update(gradient, state, step, params)
         return _tree_add(params, updates), state, value, activity
 

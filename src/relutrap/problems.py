@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from relutrap import threefry
 from relutrap.networks import Architecture, Params, hidden_widths, realization
 
 TARGETS = ("teacher", "square", "sin", "constant")
@@ -89,8 +90,12 @@ class Problem:
 
 
 def sample_inputs(key: jax.Array, problem: Problem, size: int, dtype) -> jax.Array:
-    """``size`` inputs drawn from the uniform law on the box, shape ``(size, d)``."""
-    return jax.random.uniform(
+    """``size`` inputs drawn from the uniform law on the box, shape ``(size, d)``.
+
+    The draw is ``jax.random.uniform(key, (size, d), dtype, low, high)``, computed by
+    :func:`relutrap.threefry.uniform`.
+    """
+    return threefry.uniform(
         key, (size, problem.dimension), dtype, problem.low, problem.high
     )
 
