@@ -30,9 +30,8 @@ from relutrap.networks import Params
 
 Activation = Callable[[jax.Array], jax.Array]
 
-# Layers with at most this many inputs or outputs are computed with broadcast
-# products instead of matrix products: a matrix product with an inner or outer
-# dimension of 1 or 2 wastes the vector units of a CPU.
+# Layers with at most this many inputs are computed with broadcast products instead of
+# matrix products, whose inner dimension of 1 or 2 would waste the vector units.
 _NARROW = 2
 
 
@@ -43,12 +42,6 @@ def _affine(inputs: jax.Array, weights: jax.Array, bias: jax.Array) -> jax.Array
         for row in range(1, weights.shape[0]):
             total = total + inputs[:, row : row + 1] * weights[row]
         return total + bias
-    if weights.shape[1] <= _NARROW:
-        outputs = [
-            jnp.sum(inputs * weights[:, col], axis=1)
-            for col in range(weights.shape[1])
-        ]
-        return jnp.stack(outputs, axis=1) + bias
     return inputs @ weights + bias
 
 
@@ -70,12 +63,6 @@ def _weight_gradient(inputs: jax.Array, delta: jax.Array) -> jax.Array:
             for row in range(inputs.shape[1])
         ]
         return jnp.stack(rows)
-    if delta.shape[1] <= _NARROW:
-        columns = [
-            jnp.sum(inputs * delta[:, col : col + 1], axis=0)
-            for col in range(delta.shape[1])
-        ]
-        return jnp.stack(columns, axis=1)
     return inputs.T @ delta
 
 

@@ -12,12 +12,22 @@ Along the way the scan records, per run
 
 and after the last step the census of inactive neurons is taken again.  The result of
 a run depends only on ``(seed, cell, run index)`` (see :mod:`relutrap.cells`).
+
+What makes it fast: the gradient is written out by hand (:mod:`relutrap.backprop`),
+so every matrix product is a batched product over runs in a layout the CPU's kernels
+handle well; the mini-batches are drawn by a plain-array Threefry
+(:mod:`relutrap.threefry`) with the same bits as ``jax.random``; and a chunk is
+trained in groups of :data:`GROUP_RUNS` runs, one group per processor at a time.
+``tests/engine_reference.py`` keeps the obvious version, which the tests compare
+against.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import os
 from dataclasses import dataclass
 
 import jax
@@ -206,8 +216,8 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     params = _compiled_initializer(cell.architecture, cell.init, dtype)(init_keys)
     census_init, collapsed = census(params)
     anonymous = dataclasses.replace(cell, part="")
-    params, risks, ever_active, diverged = _compiled_training(anonymous, optimizer)(
-        params, data_keys
+    params, risks, ever_active, diverged = _train_in_groups(
+        _compiled_training(anonymous, optimizer), params, data_keys
     )
     census_end, _ = census(params)
 
@@ -235,6 +245,47 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
         revived=_counts(revived),
         collapsed=np.asarray(collapsed),
     )
+
+
+GROUP_RUNS = 256
+"""Runs trained by one compiled program at a time (see :func:`_train_in_groups`)."""
+
+
+def _workers() -> int:
+    """The number of processors this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _train_in_groups(train, params, data_keys):
+    """``train(params, data_keys)`` on groups of runs of one size, in parallel.
+
+    Runs are independent, so the chunk is cut into groups of :data:`GROUP_RUNS` runs
+    (the last one padded with copies of the last run, dropped afterwards): one
+    compiled program serves every group, a group's arrays stay in the processor's
+    caches through all steps, and one thread per processor trains a group at a time.
+    """
+    runs = data_keys.shape[0]
+    group = GROUP_RUNS
+    if runs <= group:
+        return train(params, data_keys)
+    padding = -runs % group
+    if padding:
+
+        def pad(x):
+            return jnp.concatenate([x, jnp.repeat(x[-1:], padding, axis=0)])
+
+        params, data_keys = jax.tree.map(pad, (params, data_keys))
+    starts = range(0, runs + padding, group)
+
+    def train_group(start):
+        part = jax.tree.map(lambda x: x[start : start + group], (params, data_keys))
+        return jax.block_until_ready(train(*part))
+
+    with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
+        trained = list(pool.map(train_group, starts))
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts)[:runs], *trained)
 
 
 def bytes_per_run(cell: Cell) -> int:
