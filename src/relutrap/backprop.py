@@ -30,8 +30,9 @@ from relutrap.networks import Params
 
 Activation = Callable[[jax.Array], jax.Array]
 
-# Layers with at most this many inputs are computed with broadcast products instead of
-# matrix products, whose inner dimension of 1 or 2 would waste the vector units.
+# A product whose inner dimension is at most this (a layer with one or two inputs, or
+# the output layer's backward pass) is computed by broadcasting instead of as a matrix
+# product, which would leave most of the vector units idle.
 _NARROW = 2
 
 
