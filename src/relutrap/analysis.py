@@ -10,6 +10,16 @@ the theorem from other ways of failing.  ``premise_holds`` says whether the cell
 optimizer keeps coordinates without gradient fixed in the cell's dtype (see
 :func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
 says nothing about the cell.
+
+``reference`` says what the observed verdict compares a final risk with: the
+``optimal risk`` where it is known exactly, or, on a data set (whose optimal empirical
+risk is not known), the ``best run``: the lowest final risk among the cell's runs.
+Relative to the best run, a run is non-convergent when its final risk exceeds the
+best one by more than the tolerance times the variance of the training labels.  This
+says how far a run stayed from the others, not from the global minimum: every run
+may be far from it.  On a data set the certified verdict comes from collapses only
+(see :func:`relutrap.engine.certified_nonconvergent`); the census of certified
+inactive first-layer neurons is reported, but implies no verdict there.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import json
 import numpy as np
 from scipy.stats import binomtest
 
-from relutrap import optimizers, schedules
+from relutrap import datasets, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
@@ -74,21 +84,65 @@ def _schedule(cell: Cell) -> dict:
     return {**schedules.PARAMETERS[given["kind"]], **given}
 
 
+def best_run_verdicts(
+    runs: list[dict], tolerance: float, variance: float
+) -> tuple[list[bool], float | None]:
+    """Observed non-convergence relative to the best run, and the best final risk.
+
+    A run is non-convergent when it diverged or ``(final risk - best) / variance``
+    exceeds ``tolerance`` (absolute where the variance is 0); the best is the
+    lowest final risk of the runs that did not diverge.
+    """
+    finite = [
+        run["final_risk"]
+        for run in runs
+        if run["final_risk"] is not None and run["diverged_step"] < 0
+    ]
+    best = min(finite) if finite else None
+    scale = variance if variance > 0 else 1.0
+    verdicts = [
+        run["diverged_step"] >= 0
+        or run["final_risk"] is None
+        or not (run["final_risk"] - best) / scale <= tolerance
+        for run in runs
+    ]
+    return verdicts, best
+
+
+def _first_layer_probability(cell: Cell):
+    arch = cell.architecture
+    problem = cell.problem
+    if problem.data is not None:
+        # p depends on the input dimension and the first width only.
+        return datasets.first_layer_inactivity(cell.init, arch[:2], problem.data)
+    return first_layer_inactivity(cell.init, arch, problem.low, problem.high)
+
+
 def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
     """The summary record of one cell from its stored row and its runs
     (``transform``: the optimizer of a ``custom:`` cell, if known)."""
     arch = cell.architecture
-    p = first_layer_inactivity(cell.init, arch, cell.problem.low, cell.problem.high)
+    p = _first_layer_probability(cell)
     some = some_first_layer_inactivity(p, arch[1])
     n = len(runs)
     healthy = [run["certified_any"] == 0 for run in runs]
-    observed_known = stored["optimal_risk"] is not None
+    variance = stored["target_variance"]
+    best = None
+    if stored["optimal_risk"] is not None:
+        reference = "optimal risk"
+        observed = [run["observed_nonconvergent"] == 1 for run in runs]
+    elif cell.problem.data is not None:
+        reference = "best run"
+        observed, best = best_run_verdicts(runs, cell.tolerance, variance)
+    else:
+        reference, observed = None, None
+    observed_known = observed is not None
     converged_healthy = sum(
         1
-        for run, is_healthy in zip(runs, healthy)
-        if is_healthy and observed_known and run["observed_nonconvergent"] == 0
+        for verdict, is_healthy in zip(observed or [], healthy)
+        if is_healthy and not verdict
     )
-    variance = stored["target_variance"]
+    holdout = [run.get("holdout_risk") for run in runs]
     final_risks = [run["final_risk"] for run in runs]
     median_risk = _median(final_risks)
     return {
@@ -106,11 +160,14 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "steps": cell.steps,
         "batch_size": cell.batch_size,
         "init": cell.init.scheme,
-        "target": cell.problem.target.kind,
+        "target": cell.problem.target.kind if cell.problem.data is None else None,
+        "data": None if cell.problem.data is None else cell.problem.data.name(),
         "runs": n,
         "planned_runs": stored["runs"],
         "tolerance": cell.tolerance,
         "optimal_risk": stored["optimal_risk"],
+        "reference": reference,
+        "best_final_risk": best,
         "target_variance": variance,
         "risk_method": cell.problem.risk_method(),
         "p_first_layer_neuron": p.value,
@@ -124,19 +181,15 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
             sum(run["certified_nonconvergent"] for run in runs), n
         ),
         "observed_nonconvergent": proportion(
-            sum(run["observed_nonconvergent"] for run in runs)
-            if observed_known
-            else None,
-            n,
+            sum(observed) if observed_known else None, n
         ),
         "collapsed": proportion(sum(run["collapsed"] for run in runs), n),
         "revived": int(sum(run["revived"] for run in runs)),
         "diverged": int(sum(run["diverged_step"] >= 0 for run in runs)),
         "certified_within_tolerance": int(
             sum(
-                run["certified_nonconvergent"] == 1
-                and run["observed_nonconvergent"] == 0
-                for run in runs
+                run["certified_nonconvergent"] == 1 and not verdict
+                for run, verdict in zip(runs, observed or [True] * n)
             )
         ),
         "without_certified_inactive": int(sum(healthy)),
@@ -147,6 +200,7 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "median_relative_risk": (
             median_risk / variance if median_risk is not None and variance > 0 else None
         ),
+        "median_holdout_risk": _median(holdout),
     }
 
 

@@ -21,8 +21,10 @@ def study(
     """Run a study (resuming what ``out`` already holds) and summarize it per cell.
 
     Args:
-        spec: an :class:`~relutrap.experiment.ExperimentSpec`, spec data as a dict, a
-            path to a TOML spec, or ``None`` for the built-in default study.
+        spec: an :class:`~relutrap.experiment.ExperimentSpec`, spec data as a dict
+            (whose data paths are relative to the current directory), a path to a
+            TOML spec (data paths relative to it), or ``None`` for the built-in
+            default study.
         out: the output directory; a temporary one when ``None``.
         runs: if given, the number of runs of every cell.
         as_frame: return a :class:`pandas.DataFrame` with flat columns instead of a

@@ -78,8 +78,12 @@ class Cell:
         return architecture(self.problem.dimension, self.hidden)
 
     def as_record(self) -> dict:
-        """The cell as plain JSON-ready data."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The cell as plain JSON-ready data; a problem without a data set has no
+        ``data`` entry, as before data sets existed."""
+        record = json.loads(json.dumps(dataclasses.asdict(self)))
+        if record["problem"].get("data", 0) is None:
+            del record["problem"]["data"]
+        return record
 
     @property
     def identity(self) -> str:
@@ -91,6 +95,9 @@ class Cell:
         for field, default in _DEFAULTS.items():
             if getattr(self, field) == default:
                 record.pop(field)
+        # A data set is named by its content's digest, not by where its file lies.
+        if "data" in record["problem"]:
+            del record["problem"]["data"]["path"]
         return record
 
     @property

@@ -134,7 +134,9 @@ def _table(records: list[dict]) -> Table:
             "init; theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census "
             "at init or observed from the final risk.  conv. w/o dead: runs that "
             "converged among those without any certified inactive neuron.  A run "
-            "converged when (risk - optimal risk) / Var f(X) <= tol."
+            "converged when (risk - optimal risk) / Var f(X) <= tol; on a data set "
+            "(marked 'vs best') the reference is the best run's final risk, not the "
+            "unknown optimal empirical risk."
         ),
     )
     for name in (
@@ -178,7 +180,8 @@ def _table(records: list[dict]) -> Table:
             f"{record['theory_some_first_layer_inactive']:.3f}"
             + ("" if record["p_method"] == "exact" else " (MC)"),
             _interval(record["certified_nonconvergent"]),
-            _interval(record["observed_nonconvergent"]),
+            _interval(record["observed_nonconvergent"])
+            + (" vs best" if record.get("reference") == "best run" else ""),
             _interval(record["collapsed"]),
             str(record["revived"]),
             "n/a" if converged is None else f"{converged}/{healthy}",
@@ -198,11 +201,12 @@ def summary(
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
     from relutrap.analysis import flatten
     from relutrap.api import summary as read_summary
+    from relutrap.experiment import SpecError
     from relutrap.store import StoreError
 
     try:
         records = read_summary(directory)
-    except StoreError as error:
+    except (StoreError, SpecError) as error:
         _fail(str(error))
     for record in records:
         if record["premise_holds"] is False:

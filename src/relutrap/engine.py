@@ -2,15 +2,22 @@
 
 The runs of a chunk are trained together: their parameters are drawn by a ``vmap``
 over run keys, and one compiled ``lax.scan`` over the steps trains them all.  At each
-step every run draws its own mini-batch from the input law (the data-driven setting),
-takes the stochastic gradient of the mean squared error and applies its optimizer.
+step every run takes a mini-batch from its *batch source*, takes the stochastic
+gradient of the mean squared error and applies its optimizer.  The batch source is
+
+* the input law: a fresh mini-batch drawn at every step (the data-driven setting);
+* a data set's training set: shuffled mini-batches, epoch after epoch.  Each epoch
+  is a permutation of the n training examples drawn from the run's data key and the
+  epoch's number, cut into ``n // batch_size`` consecutive batches (the last
+  ``n mod batch_size`` examples of each permutation wait for a later epoch).
 Along the way the scan records, per run
 
 * the risk at log-spaced checkpoints,
 * the first step whose loss was not finite (divergence is recorded, never raised),
 * which hidden neurons were ever active on a training input,
 
-and after the last step the census of inactive neurons is taken again.  The result of
+and after the last step the census of inactive neurons is taken again (and, for a
+data set, the risk on its held-out split).  The result of
 a run depends only on ``(seed, cell, run index)`` (see :mod:`relutrap.cells`).
 
 What makes it fast: the gradient is written out by hand (:mod:`relutrap.backprop`),
@@ -37,6 +44,7 @@ import numpy as np
 from relutrap import inactivity, optimizers, threefry
 from relutrap.backprop import loss_activity_gradient
 from relutrap.cells import Cell, run_key
+from relutrap.datasets import load
 from relutrap.init import initialize
 from relutrap.networks import (
     hidden_widths,
@@ -44,7 +52,9 @@ from relutrap.networks import (
     realization,
 )
 from relutrap.problems import (
+    Problem,
     evaluation_inputs,
+    evaluation_targets,
     is_constant,
     optimal_risk,
     sample_inputs,
@@ -78,6 +88,8 @@ class Outcomes:
     Census arrays have shape ``(runs, L)`` and count the inactive neurons of each
     hidden layer; ``revived`` counts neurons certified inactive at initialization that
     were active on some training input or lost their certificate.
+    ``holdout_risk`` ``(runs,)`` is the final risk on a data set's held-out split;
+    ``None`` for other problems or an empty split.
     """
 
     run_index: np.ndarray
@@ -92,6 +104,7 @@ class Outcomes:
     observed_end: np.ndarray
     revived: np.ndarray
     collapsed: np.ndarray
+    holdout_risk: np.ndarray | None = None
 
 
 def _counts(layers) -> np.ndarray:
@@ -112,6 +125,13 @@ def _compiled_initializer(arch, init, dtype):
 def _compiled_census(problem, dtype):
     """A jitted census of the runs' networks, shared by every cell of a problem."""
     evaluation = evaluation_inputs(problem, dtype)
+    if problem.data is not None:
+
+        def census(params):
+            layers = jax.vmap(lambda p: inactivity.finite_census(p, evaluation))(params)
+            return layers, jax.vmap(inactivity.collapsed)(layers.bounded)
+
+        return jax.jit(census)
     cells = inactivity.partition(problem, dtype)
 
     def census(params):
@@ -123,6 +143,52 @@ def _compiled_census(problem, dtype):
     return jax.jit(census)
 
 
+def _batch_source(problem: Problem, arch, batch_size: int, dtype):
+    """The map ``(data key, step) -> (inputs (B, d), targets (B,))`` of a problem's
+    mini-batches, for steps ``1, 2, ...`` (see the module's docstring)."""
+    if problem.data is None:
+
+        def drawn(data_key, step):
+            inputs = sample_inputs(
+                threefry.fold_in(data_key, step), problem, batch_size, dtype
+            )
+            return inputs, target_values(problem, arch, inputs).astype(dtype)
+
+        return drawn
+
+    dataset = load(problem.data)
+    inputs = jnp.asarray(dataset.train_inputs, dtype)
+    targets = jnp.asarray(dataset.train_targets, dtype)
+    size = len(targets)
+    per_epoch = size // batch_size
+    if per_epoch < 1:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the {size} training examples"
+        )
+
+    def shuffled(data_key, step):
+        epoch, position = jnp.divmod(step - 1, per_epoch)
+        order = jax.random.permutation(jax.random.fold_in(data_key, epoch), size)
+        chosen = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+        return inputs[chosen], targets[chosen]
+
+    return shuffled
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_holdout_risk(problem: Problem, dtype):
+    """A jitted map from the runs' parameters to their risks on the held-out split."""
+    dataset = load(problem.data)
+    inputs = jnp.asarray(dataset.holdout_inputs, dtype)
+    targets = jnp.asarray(dataset.holdout_targets, dtype)
+
+    def risk(params):
+        errors = realization(params, inputs) - targets
+        return jnp.mean(errors * errors)
+
+    return jax.jit(jax.vmap(risk))
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_training(cell: Cell, optimizer=None):
     """A jitted map from initial parameters and data keys to the trained runs."""
@@ -131,21 +197,19 @@ def _compiled_training(cell: Cell, optimizer=None):
     problem = cell.problem
     method = cell.method() if optimizer is None else optimizers.as_method(optimizer)
     evaluation = evaluation_inputs(problem, dtype)
-    evaluation_targets = target_values(problem, arch, evaluation).astype(dtype)
+    targets_at_evaluation = evaluation_targets(problem, arch, dtype)
+    batch = _batch_source(problem, arch, cell.batch_size, dtype)
     checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
     slot_of_step = np.full(cell.steps + 1, -1, dtype=np.int32)
     slot_of_step[checkpoints] = np.arange(len(checkpoints), dtype=np.int32)
     slot_of_step = jnp.asarray(slot_of_step)
 
     def risk(params):
-        errors = realization(params, evaluation) - evaluation_targets
+        errors = realization(params, evaluation) - targets_at_evaluation
         return jnp.mean(errors * errors)
 
     def train_one_step(params, state, data_key, step):
-        inputs = sample_inputs(
-            threefry.fold_in(data_key, step), problem, cell.batch_size, dtype
-        )
-        targets = target_values(problem, arch, inputs).astype(dtype)
+        inputs, targets = batch(data_key, step)
         point = params
         if method.lookahead is not None:
             point = _tree_add(params, method.lookahead(state, step))
@@ -220,6 +284,9 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
         _compiled_training(anonymous, optimizer), params, data_keys
     )
     census_end, _ = census(params)
+    holdout_risk = None
+    if cell.problem.data is not None and len(load(cell.problem.data).holdout_targets):
+        holdout_risk = np.asarray(_compiled_holdout_risk(cell.problem, dtype)(params))
 
     census_init, census_end, ever_active = jax.device_get(
         (census_init, census_end, ever_active)
@@ -244,6 +311,7 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
         observed_end=_counts(census_end.observed),
         revived=_counts(revived),
         collapsed=np.asarray(collapsed),
+        holdout_risk=holdout_risk,
     )
 
 
@@ -298,7 +366,13 @@ def bytes_per_run(cell: Cell) -> int:
     """
     arch = cell.architecture
     itemsize = jnp.dtype(cell.dtype).itemsize
-    inputs = cell.batch_size + cell.problem.evaluation_size
+    problem = cell.problem
+    evaluated = (
+        problem.evaluation_size
+        if problem.data is None
+        else len(load(problem.data).train_targets)
+    )
+    inputs = cell.batch_size + evaluated
     return itemsize * (
         6 * parameter_count(arch) + 4 * inputs * sum(hidden_widths(arch))
     )
@@ -313,8 +387,9 @@ def runs_per_chunk(cell: Cell, largest: int, memory_budget: int) -> int:
 def target_variance(cell: Cell) -> float:
     """``Var f(X)`` of the target under the input law, by the risk's estimator."""
     with jax.enable_x64(cell.dtype == "float64" or jax.config.jax_enable_x64):
-        inputs = evaluation_inputs(cell.problem, jnp.dtype(cell.dtype))
-        values = target_values(cell.problem, cell.architecture, inputs)
+        values = evaluation_targets(
+            cell.problem, cell.architecture, jnp.dtype(cell.dtype)
+        )
         return float(np.var(np.asarray(values, dtype=np.float64)))
 
 
@@ -330,6 +405,16 @@ def certified_nonconvergent(cell: Cell, outcomes: Outcomes) -> np.ndarray:
     * a collapsed network computes a constant forever; for a non-constant target some
       network of the architecture beats the best constant (a single ReLU ridge
       function correlated with the residual, carried through the deeper layers).
+
+    On a data set only the second applies.  Its empirical risk stays at or above
+    that of the best constant, while some network does strictly better unless the
+    mean label is the same at every distinct training input: if
+    ``sum_i relu(w . x_i - c) (y_i - mean y)`` vanished for every ``(w, c)``, then
+    for a direction ``w`` separating the distinct inputs its second differences in
+    ``c`` would make every group's mean label equal to the mean.  So a collapsed run
+    is certified never to reach the (unknown) optimal empirical risk.  A dead
+    first-layer neuron certifies nothing there: whether ``l1 - k`` live neurons can
+    fit the training set as well as ``l1`` is not known.
     """
     problem = cell.problem
     arch = cell.architecture

@@ -30,12 +30,25 @@ architectures and its optimizers::
     learning_rate = 0.001
     settings = { weight_decay = 0.0001 }
 
-Every field is checked; a wrong one raises :class:`SpecError` naming it.
+A problem may be a data set (see :mod:`relutrap.datasets`); a path is relative to
+the spec file, and training then runs over epochs of the training set::
+
+    [[parts]]
+    name = "diabetes"
+    width = [4, 16]
+    epochs = 20                 # instead of steps: passes over the training set
+    batch_size = 32
+    problem = { data = { dataset = "diabetes", holdout = 0.2, max_train = 200 } }
+    # or: data = { path = "houses.csv", inputs = ["area", "age"], target = "price" }
+
+Every field is checked; a wrong one raises :class:`SpecError` naming it (and, for a
+bad data file, its line and column).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -47,12 +60,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from relutrap import optimizers, schedules
+from relutrap import datasets, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
 from relutrap.problems import TARGETS, Problem, Target
@@ -77,6 +91,61 @@ class _Strict(BaseModel):
 Width = Annotated[int, Field(ge=1, le=100_000)]
 
 
+class DataSpec(_Strict):
+    """A data set: a file (``path``, with ``inputs`` and ``target``) or a bundled
+    one (``dataset``).  ``digest`` is filled in when the data is read; a stored spec
+    keeps it, so a study resumes only on the same content."""
+
+    path: str | None = Field(None, min_length=1, description="CSV, .npy or .npz")
+    dataset: Literal[datasets.BUNDLED] | None = None
+    inputs: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, min_length=1, description="input columns; all but the target if unset"
+    )
+    target: str | None = Field(None, min_length=1)
+    standardize: bool = True
+    holdout: float = Field(0.2, ge=0, lt=1, description="fraction held out")
+    split_seed: int = Field(0, ge=0)
+    max_train: int | None = Field(None, ge=1, description="most training examples")
+    digest: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_from_spec_file(cls, data, info: ValidationInfo):
+        base = (info.context or {}).get("base") or os.getcwd()
+        if isinstance(data, dict) and isinstance(data.get("path"), str):
+            path = os.path.normpath(os.path.join(base, data["path"]))
+            data = {**data, "path": path}
+        return data
+
+    @model_validator(mode="after")
+    def _readable(self):
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give either 'path' (a file) or 'dataset' (bundled)")
+        if self.path is not None and self.target is None:
+            raise ValueError("target: the target column of a file must be named")
+        try:
+            loaded = datasets.load(self.source())
+        except datasets.DataError as error:
+            raise ValueError(str(error)) from None
+        if self.digest is None:
+            # Frozen: the digest is the one field set after validation.
+            object.__setattr__(self, "digest", loaded.digest)
+        return self
+
+    def source(self) -> datasets.DataSource:
+        return datasets.DataSource(
+            path=self.path or "",
+            dataset=self.dataset or "",
+            inputs=tuple(self.inputs or ()),
+            target=self.target or "",
+            standardize=self.standardize,
+            holdout=self.holdout,
+            split_seed=self.split_seed,
+            max_train=self.max_train or 0,
+            digest=self.digest or "",
+        )
+
+
 class ProblemSpec(_Strict):
     dimension: int = Field(1, ge=1, le=64)
     domain: list[float] = Field([0.0, 1.0], min_length=2, max_length=2)
@@ -86,6 +155,28 @@ class ProblemSpec(_Strict):
     value: float = Field(1.0, description="value of a constant target")
     frequency: float = Field(1.0, gt=0, description="cycles per unit of a sin target")
     evaluation_size: int = Field(1024, ge=2, le=1_000_000)
+    data: DataSpec | None = None
+
+    @model_validator(mode="after")
+    def _data_alone(self):
+        if self.data is not None:
+            unused = sorted(self.model_fields_set - {"data"})
+            if unused:
+                raise ValueError(
+                    f"{unused} not used with a data set: its columns give the inputs "
+                    "and the target"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_data(self, handler):
+        # A problem without a data set dumps as before data sets existed, so that
+        # stored studies keep their spec and resume.
+        data = handler(self)
+        if self.data is None:
+            data.pop("data", None)
+            return data
+        return {"data": data["data"]}
 
     @model_validator(mode="after")
     def _domain_not_empty(self):
@@ -97,6 +188,10 @@ class ProblemSpec(_Strict):
         return self
 
     def build(self) -> Problem:
+        if self.data is not None:
+            source = self.data.source()
+            dimension = len(datasets.load(source).columns)
+            return Problem(dimension=dimension, data=source)
         target = Target(
             kind=self.target,
             width=self.teacher_width,
@@ -242,6 +337,9 @@ class PartSpec(_Strict):
     )
     optimizers: list[OptimizerSpec] = Field(min_length=1)
     steps: int = Field(1000, ge=0, le=10_000_000)
+    epochs: int | None = Field(
+        None, ge=1, le=1_000_000, description="data sets: passes instead of steps"
+    )
     batch_size: int = Field(64, ge=1, le=1_000_000)
     runs: int | None = Field(None, ge=1, description="overrides the experiment's runs")
     tolerance: float | None = Field(None, gt=0)
@@ -251,6 +349,43 @@ class PartSpec(_Strict):
         if (self.width is None) == (self.hidden is None):
             raise ValueError("give either 'width' (with 'depth') or 'hidden'")
         return self
+
+    @model_validator(mode="after")
+    def _epochs_of_data(self):
+        if self.epochs is None:
+            return self
+        if self.problem.data is None:
+            raise ValueError("epochs: only a data set has epochs; give 'steps'")
+        if "steps" in self.model_fields_set:
+            raise ValueError("give either 'steps' or 'epochs', not both")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_fit_the_data(self):
+        if self.problem.data is not None:
+            self.step_count(self.problem.build())
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_epochs(self, handler):
+        data = handler(self)
+        data.pop("epochs" if self.epochs is None else "steps", None)
+        return data
+
+    def step_count(self, problem: Problem) -> int:
+        """The part's number of steps: ``steps``, or ``epochs`` times the batches of
+        one epoch, ``n // batch_size``; raise where a batch exceeds the data."""
+        if problem.data is None:
+            return self.steps
+        size = len(datasets.load(problem.data).train_targets)
+        if self.batch_size > size:
+            raise ValueError(
+                f"batch_size: {self.batch_size} exceeds the {size} training examples "
+                f"of {problem.data.name()}"
+            )
+        if self.epochs is None:
+            return self.steps
+        return self.epochs * (size // self.batch_size)
 
     def architectures(self) -> list[tuple[int, ...]]:
         if self.hidden is not None:
@@ -293,10 +428,17 @@ def _describe(error: pydantic.ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_spec(data: dict, source: str = "spec") -> ExperimentSpec:
-    """Validate spec data; raise :class:`SpecError` naming every bad field."""
+def parse_spec(
+    data: dict, source: str = "spec", base: str | Path | None = None
+) -> ExperimentSpec:
+    """Validate spec data; raise :class:`SpecError` naming every bad field.
+
+    Relative data paths are taken from ``base`` (the current directory if None).
+    """
     try:
-        return ExperimentSpec.model_validate(data)
+        return ExperimentSpec.model_validate(
+            data, context={"base": str(base) if base is not None else None}
+        )
     except pydantic.ValidationError as error:
         raise SpecError(_describe(error, source)) from None
 
@@ -314,7 +456,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
         raise SpecError(f"{path}: not a text file") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
-    return parse_spec(data, str(path))
+    return parse_spec(data, str(path), path.resolve().parent)
 
 
 def with_runs(spec: ExperimentSpec, runs: int) -> ExperimentSpec:
@@ -331,6 +473,7 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
     for part in spec.parts:
         problem = part.problem.build()
         init = part.init.build()
+        steps = part.step_count(problem)
         for hidden, optimizer in itertools.product(
             part.architectures(), part.optimizers
         ):
@@ -342,7 +485,7 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
                 optimizer=optimizer.name,
                 learning_rate=optimizer.learning_rate,
                 settings=tuple(sorted(optimizer.settings.items())),
-                steps=optimizer.steps if optimizer.steps is not None else part.steps,
+                steps=optimizer.steps if optimizer.steps is not None else steps,
                 batch_size=part.batch_size,
                 tolerance=part.tolerance or spec.tolerance,
                 dtype=spec.dtype,

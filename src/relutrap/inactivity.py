@@ -132,6 +132,22 @@ def census(
     )
 
 
+def finite_census(params: Params, inputs: jax.Array) -> Census:
+    """The census of one network on a finite training set ``(n, d)``.
+
+    On a finite set the test "pre-activation ``<= 0`` at every input" is exact, so
+    the bounded and observed census are the same, exact one, for every layer.  The
+    certified census is the part of it that lasts: a first-layer neuron inactive on
+    every training input (exact, and permanent, since its inputs never change and
+    its parameters get zero gradient on every one of them), and the sign test of
+    deeper layers.  A layer entirely inactive on the set (a collapse) is permanent
+    too: no gradient reaches any parameter at or below it.
+    """
+    exact = observed(params, inputs)
+    deeper = tuple(sign_certified(weights, bias) for weights, bias in params[1:-1])
+    return Census((exact[0], *deeper), exact, exact)
+
+
 def collapsed(bounded_inactive: tuple[jax.Array, ...]) -> jax.Array:
     """Whether some hidden layer is entirely inactive (the network is constant)."""
     return jnp.any(jnp.stack([jnp.all(layer) for layer in bounded_inactive]))

@@ -16,6 +16,10 @@ Targets:
 * ``sin``: ``f(x) = sum_i sin(2 pi frequency x_i)``;
 * ``constant``: ``f(x) = value``;
 * ``teacher``: a shallow ReLU network of width ``m`` (see :func:`teacher_params`).
+
+A problem may instead be a data set (``data``, see :mod:`relutrap.datasets`): its
+inputs and labels are a fixed training set, the risk is the empirical risk on all of
+it, and the optimal risk is not known.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from relutrap import threefry
+from relutrap.datasets import DataSource, best_constant_is_optimal, load
 from relutrap.networks import Architecture, Params, hidden_widths, realization
 
 TARGETS = ("teacher", "square", "sin", "constant")
@@ -59,13 +64,16 @@ class Target:
 
 @dataclass(frozen=True)
 class Problem:
-    """Inputs uniform on ``[low, high]^dimension``, a target and the squared loss."""
+    """Inputs uniform on ``[low, high]^dimension``, a target and the squared loss;
+    or, with ``data``, a finite training set (then ``dimension`` is its number of
+    input columns and the box and target are not used)."""
 
     dimension: int = 1
     low: float = 0.0
     high: float = 1.0
     target: Target = Target()
     evaluation_size: int = 1024
+    data: DataSource | None = None
 
     def __post_init__(self):
         if self.dimension < 1:
@@ -83,6 +91,11 @@ class Problem:
 
     def risk_method(self) -> str:
         """How the true risk is estimated, in words."""
+        if self.data is not None:
+            size = len(load(self.data).train_targets)
+            return (
+                f"empirical risk on the {size} training examples of {self.data.name()}"
+            )
         if self.dimension == 1:
             cells = f"{self.evaluation_size} cells of [{self.low}, {self.high}]"
             return f"midpoint rule on {cells}"
@@ -150,7 +163,10 @@ def target_values(problem: Problem, arch: Architecture, inputs: jax.Array) -> ja
 
 
 def evaluation_inputs(problem: Problem, dtype=jnp.float32) -> jax.Array:
-    """The fixed inputs on which the true risk and observed inactivity are measured."""
+    """The fixed inputs on which the true risk and observed inactivity are measured;
+    the whole training set of a data set."""
+    if problem.data is not None:
+        return jnp.asarray(load(problem.data).train_inputs, dtype)
     n = problem.evaluation_size
     if problem.dimension == 1:
         span = problem.high - problem.low
@@ -160,6 +176,14 @@ def evaluation_inputs(problem: Problem, dtype=jnp.float32) -> jax.Array:
     return sample_inputs(key, problem, n, dtype)
 
 
+def evaluation_targets(problem: Problem, arch: Architecture, dtype) -> jax.Array:
+    """The target at :func:`evaluation_inputs`, shape ``(n,)``: the training labels
+    of a data set."""
+    if problem.data is not None:
+        return jnp.asarray(load(problem.data).train_targets, dtype)
+    return target_values(problem, arch, evaluation_inputs(problem, dtype)).astype(dtype)
+
+
 def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
     """The infimum of the risk over all parameters of ``arch``, where known exactly.
 
@@ -167,8 +191,11 @@ def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
     realized by any student whose hidden widths are all at least m: the first layer
     copies the teacher's neurons, deeper layers pass their non-negative outputs on
     unchanged (``relu(h) = h`` for ``h >= 0``), and the output layer applies the
-    teacher's outgoing weights.  Otherwise the optimal risk is not known (``None``).
+    teacher's outgoing weights.  Otherwise, and for every data set, the optimal risk
+    is not known (``None``).
     """
+    if problem.data is not None:
+        return None
     target = problem.target
     if target.kind == "constant":
         return 0.0
@@ -180,5 +207,8 @@ def optimal_risk(problem: Problem, arch: Architecture) -> float | None:
 
 
 def is_constant(problem: Problem) -> bool:
-    """Whether the target is constant on the domain."""
+    """Whether the target is constant on the domain; for a data set, whether the
+    best constant is optimal on the training set (equal mean label at every input)."""
+    if problem.data is not None:
+        return best_constant_is_optimal(load(problem.data))
     return problem.target.kind == "constant"

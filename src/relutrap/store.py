@@ -8,7 +8,7 @@ Tables:
   checkpoint steps, optimal risk, target variance and full record (JSON).
 * ``runs``: one row per run, keyed by ``(cell, run_index)``: final risk, divergence
   step, collapse, revivals, the census per hidden layer and the checkpoint risks
-  (JSON arrays), and the two verdicts.
+  (JSON arrays), the two verdicts, and the risk on a data set's held-out split.
 
 The database runs in WAL mode and every chunk of runs is written in one transaction,
 so a killed process loses at most the chunk it was computing.  An exclusive lock file
@@ -60,9 +60,23 @@ CREATE TABLE IF NOT EXISTS runs (
     observed_nonconvergent INTEGER,
     census TEXT NOT NULL,
     checkpoint_risk TEXT NOT NULL,
+    holdout_risk REAL,
     PRIMARY KEY (cell, run_index)
 );
 """
+_RUN_COLUMNS = (
+    "cell, run_index, final_risk, diverged_step, collapsed, revived, "
+    "certified_first_layer, certified_any, certified_nonconvergent, "
+    "observed_nonconvergent, census, checkpoint_risk, holdout_risk"
+)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Give a store written before held-out risks were recorded their column."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    if "holdout_risk" not in columns:
+        with connection:
+            connection.execute("ALTER TABLE runs ADD COLUMN holdout_risk REAL")
 
 
 class StoreError(RuntimeError):
@@ -184,11 +198,16 @@ class Store:
                     json.dumps(
                         [_finite_or_none(r) for r in outcomes.checkpoint_risk[i]]
                     ),
+                    None
+                    if outcomes.holdout_risk is None
+                    else _finite_or_none(outcomes.holdout_risk[i]),
                 )
             )
         with self.connection:
             self.connection.executemany(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT INTO runs ({_RUN_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     def cells(self) -> list[dict]:
@@ -236,6 +255,7 @@ def open_for_writing(directory: str | Path):
         connection = _connect(directory / DATABASE)
         try:
             connection.executescript(_SCHEMA)
+            _add_missing_columns(connection)
         except sqlite3.DatabaseError as error:
             connection.close()
             raise StoreError(f"{directory / DATABASE}: {error}") from None
