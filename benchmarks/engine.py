@@ -18,10 +18,13 @@ Adam with learning rate 0.01, 2000 steps, 1024 runs, float32, a width-16 teacher
 
 in run-steps per second, and the engine's rate of matrix-multiply arithmetic as a
 fraction of this machine's float32 matrix-multiply rate (a 2048 x 2048 ``jnp.dot``,
-timed after warm-up).  Then the same at widths 64 and 256 (fewer runs and steps:
-the time per run-step does not depend on them, which the next part shows), the time
-per run-step as runs and as steps grow, and the peak memory of a process training
-65,536 runs in chunks sized by a memory budget, against one training 4,096.
+timed after warm-up).  Every rate is given per wall-clock second and per processor
+second (the process's user and system time): on a machine shared with other work the
+second is the steadier, though it cannot show the engine's use of several processors.
+Then the same at widths 64 and 256 (fewer runs and steps), the time per run-step as
+runs and as steps grow, and the peak memory of a fresh process training 65,536 runs
+in chunks sized by a memory budget, against one training 4,096.  ``--quick`` divides
+the steps by ten.
 
 Matrix-multiply FLOPs of one run-step with batch B and layers of widths
 ``(n_0, n_1, ..., n_{L+1})``: the forward pass ``2 B sum_k n_{k-1} n_k``, the weight
