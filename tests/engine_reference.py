@@ -129,6 +129,12 @@ def train_runs(cell, seed, run_indices, optimizer=None) -> engine.Outcomes:
             census_init.certified, ever_active, census_end.certified
         )
     )
+    bounded_revived = tuple(
+        bounded & ~certified & (active | ~inactive_at_end)
+        for bounded, certified, active, inactive_at_end in zip(
+            census_init.bounded, census_init.certified, ever_active, census_end.observed
+        )
+    )
     risks = np.asarray(risks)
     counts = engine._counts
     return engine.Outcomes(
@@ -143,5 +149,6 @@ def train_runs(cell, seed, run_indices, optimizer=None) -> engine.Outcomes:
         bounded_end=counts(census_end.bounded),
         observed_end=counts(census_end.observed),
         revived=counts(revived),
+        bounded_revived=counts(bounded_revived),
         collapsed=np.asarray(collapsed),
     )

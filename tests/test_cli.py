@@ -87,9 +87,14 @@ def test_summary_as_json_has_one_record_per_cell(study, tmp_path):
     out, _ = study
 
     result = relutrap("summary", out, "--format", "json", cache=tmp_path)
-    records = json.loads(result.stdout)
+    summary = json.loads(result.stdout)
+    records = summary["cells"]
 
     assert result.returncode == 0, result.stderr
+    # Widths 1 and 2 of part w: one rate fit per event along the width.
+    fitted = {fit["event"] for fit in summary["rates"] if fit["part"] == "w"}
+    assert "some_first_layer_inactive" in fitted
+    assert all(fit["axis"] == "width" for fit in summary["rates"])
     assert [record["architecture"] for record in records] == [
         [1, 1, 1],
         [1, 2, 1],
@@ -235,3 +240,85 @@ def test_optimizers_as_csv_keeps_bracketed_formulas():
     ]
     assert "[m_n / (1 - alpha^n)]" in adam["formula"]
     assert adam["float32"] == "True"
+
+
+def _bound(*arguments):
+    return CliRunner().invoke(app, ["bound", *map(str, arguments)])
+
+
+def test_bound_as_json_gives_the_exact_shallow_numbers():
+    result = _bound(
+        "--arch", "1,8,1", "--init", "normal", "--domain", "0,1", "--format", "json"
+    )
+    record = json.loads(result.stdout)
+
+    assert result.exit_code == 0, result.output
+    (layer,) = record["layers"]
+    assert layer["neuron"] == {"value": 0.375, "method": "exact", "standard_error": 0.0}
+    assert layer["some"]["value"] == pytest.approx(1 - (5 / 8) ** 8)
+    assert record["some_neuron"]["value"] == pytest.approx(1 - (5 / 8) ** 8)
+    assert record["collapse"]["value"] == pytest.approx((3 / 8) ** 8)
+    assert record["note"] is None
+
+
+def test_bound_as_a_table_names_every_layer_and_the_network():
+    result = _bound("--arch", "2,4,3,1", "--init", "torch_default", "--domain", "-1,1")
+
+    assert result.exit_code == 0, result.output
+    text = words(result.stdout)
+    assert "support function" in text and "sign" in text
+    assert "some neuron" in text and "collapse" in text
+    assert "0.0833333" in text  # p = 1/12 for PyTorch's default init on [-1, 1]^2
+
+
+def test_bound_on_other_domains():
+    ball = _bound(
+        "--arch", "2,4,1", "--shape", "ball", "--center", "0", "--format", "json"
+    )
+    gaussian = _bound("--arch", "1,4,4,1", "--shape", "gaussian", "--format", "json")
+
+    assert ball.exit_code == 0 and gaussian.exit_code == 0, ball.output
+    assert json.loads(ball.stdout)["layers"][0]["neuron"]["method"] == "quadrature"
+    record = json.loads(gaussian.stdout)
+    assert record["layers"][0]["neuron"]["value"] == 0.0
+    assert "unbounded support" in record["note"]
+    assert record["layers"][1]["neuron"]["value"] == 0.5**5
+
+
+def test_bound_on_a_file_of_points(tmp_path):
+    points = tmp_path / "points.csv"
+    points.write_text("0.2\n0.9\n0.5\n")
+
+    on_points = json.loads(
+        _bound("--arch", "1,3,1", "--points", points, "--format", "json").stdout
+    )
+    on_hull = json.loads(
+        _bound("--arch", "1,3,1", "--domain", "0.2,0.9", "--format", "json").stdout
+    )
+
+    assert on_points["layers"][0]["neuron"]["value"] == pytest.approx(
+        on_hull["layers"][0]["neuron"]["value"]
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments, option",
+    [
+        (["--arch", "1,8"], "--arch"),
+        (["--arch", "1,x,1"], "--arch"),
+        (["--arch", "1,8,1", "--init", "nope"], "--init"),
+        (["--arch", "1,8,1", "--bias", "nope"], "--bias"),
+        (["--arch", "1,8,1", "--domain", "1,0"], "--domain"),
+        (["--arch", "1,8,1", "--scale", "-1"], "--scale"),
+        (["--arch", "2,8,1", "--shape", "ball", "--center", "0,0,0"], "--center"),
+        (["--arch", "1,8,1", "--shape", "ball", "--radius", "0"], "--radius"),
+        (["--arch", "1,8,1", "--shape", "ball", "--domain", "0,1"], "--domain"),
+        (["--arch", "1,8,1", "--shape", "cube"], "--shape"),
+        (["--arch", "1,8,1", "--points", "/nonexistent.csv"], "--points"),
+    ],
+)
+def test_bound_refuses_bad_arguments_naming_the_option(arguments, option):
+    result = _bound(*arguments)
+
+    assert result.exit_code == 2
+    assert option in words(result.output)

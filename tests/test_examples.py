@@ -61,7 +61,7 @@ def test_diabetes_study_runs_end_to_end(tmp_path):
 
     assert ran.returncode == 0, ran.stderr
     assert summary.returncode == 0, summary.stderr
-    records = json.loads(summary.stdout)
+    records = json.loads(summary.stdout)["cells"]
     assert [record["architecture"] for record in records] == [[10, 4, 4, 1]]
     for record in records:
         assert record["data"] == "diabetes"

@@ -215,6 +215,8 @@ SPEC_PATHS = [
     ("parts", 0, "optimizers", 0, "name"),
     ("parts", 0, "optimizers", 0, "learning_rate"),
     ("parts", 0, "optimizers", 0, "settings"),
+    ("parts", 0, "optimizers", 0, "steps"),
+    ("parts", 0, "init", "scheme"),
 ]
 toml_values = st.recursive(
     st.none()
@@ -250,18 +252,70 @@ def test_parser_raises_nothing_but_spec_errors(tiny_spec, path, value):
             assert min(cell.architecture) >= 1
 
 
+FACTOR_PATHS = [
+    ("parts", 0, "width"),
+    ("parts", 0, "depth"),
+    ("parts", 0, "steps"),
+    ("parts", 0, "batch_size"),
+    ("parts", 0, "optimizers", 0, "learning_rate"),
+    ("parts", 0, "optimizers", 0, "steps"),
+]
+small_numbers = (
+    st.integers(-3, 70)
+    | st.floats(-1.0, 100.0)
+    | st.sampled_from([math.inf, math.nan, 10**12, True])
+)
+range_tables = st.dictionaries(
+    st.sampled_from(["from", "to", "scale", "step", "count", "by"]),
+    small_numbers
+    | st.sampled_from(["linear", "log", "log2", "cubic"])
+    | st.lists(small_numbers, max_size=2),
+    max_size=5,
+)
+factor_values = (
+    small_numbers
+    | range_tables
+    | st.lists(small_numbers | range_tables, max_size=4)
+    | st.text(max_size=4)
+)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(path=st.sampled_from(FACTOR_PATHS), value=factor_values)
+def test_factor_fields_raise_nothing_but_spec_errors(tiny_spec, path, value):
+    data = with_change(tiny_spec, path, value)
+
+    try:
+        spec = parse_spec(data)
+    except SpecError as error:
+        field = ".".join(str(item) for item in path)
+        assert str(error).startswith(f"spec: field {field}")
+    else:
+        for cell, _ in cells(spec):
+            assert min(cell.architecture) >= 1
+            assert cell.steps >= 0 and cell.batch_size >= 1
+            assert math.isfinite(cell.learning_rate) and cell.learning_rate > 0
+
+
 def test_a_cell_listed_twice_is_refused():
     data = {
         "parts": [
             {
                 "name": "a",
-                "width": [2, 2],
-                "optimizers": [{"name": "adam", "learning_rate": 0.01}],
+                "width": [2],
+                "optimizers": [{"name": "adam", "learning_rate": 0.01}] * 2,
             }
         ]
     }
 
     with pytest.raises(SpecError, match="appears twice"):
+        parse_spec(data)
+    data["parts"][0].update(width=[2, 2], optimizers=data["parts"][0]["optimizers"][:1])
+    with pytest.raises(SpecError, match=r"parts\.0\.width: the value 2 is given twice"):
         parse_spec(data)
 
 
@@ -279,6 +333,8 @@ def test_convention_and_schedule_reach_the_cell_and_its_stream(tiny_spec):
     # fields existed.
     record = plain.as_record()
     del record["convention"], record["schedule"]
+    for field in ("shape", "center", "radius"):  # a box problem's, equally
+        del record["problem"][field]
     assert plain.identity == cells_module._digest(record)
 
 

@@ -33,12 +33,14 @@ def test_rerun_stores_each_run_once_and_trains_nothing(
     backends.run_experiment(spec, tmp_path)
     first = table_rows(tmp_path)
     monkeypatch.setattr(backends.engine, "train_runs", refuse_training)
-    backends.run_experiment(spec, tmp_path, lambda count, label: progress.append(count))
+    backends.run_experiment(
+        spec, tmp_path, lambda count, label, trained: progress.append((count, trained))
+    )
 
     assert table_rows(tmp_path) == first
     assert len(first["cells"]) == 1
     assert sorted(row[1] for row in first["runs"]) == list(range(8))
-    assert progress == [4, 4]
+    assert progress == [(8, False)]
 
 
 def test_a_lost_chunk_is_computed_again_identically(tiny_spec, tmp_path):

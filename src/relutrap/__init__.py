@@ -4,8 +4,16 @@ See :func:`relutrap.study` to run a study from Python, and ``relutrap --help`` f
 command line.
 """
 
-from relutrap.api import study, summary
+from relutrap.api import rate_fits, study, summary
 from relutrap.experiment import ExperimentSpec, SpecError, load_spec, parse_spec
 
-__all__ = ["ExperimentSpec", "SpecError", "load_spec", "parse_spec", "study", "summary"]
+__all__ = [
+    "ExperimentSpec",
+    "SpecError",
+    "load_spec",
+    "parse_spec",
+    "rate_fits",
+    "study",
+    "summary",
+]
 __version__ = "0.1.0"

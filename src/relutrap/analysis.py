@@ -9,7 +9,14 @@ without any certified inactive neuron converged, which separates the mechanism o
 the theorem from other ways of failing.  ``premise_holds`` says whether the cell's
 optimizer keeps coordinates without gradient fixed in the cell's dtype (see
 :func:`relutrap.optimizers.zero_gradient_invariance`); where it does not, the theorem
-says nothing about the cell.
+says nothing about the cell.  Beside them: the probability that some neuron of the
+network is certified inactive and that some layer is entirely certified inactive
+(:func:`relutrap.theory.bounds`), measured and in theory, and how many neurons proven
+inactive at initialization by interval bounds alone were active later.
+
+:func:`rates` fits ``log(1 - P)`` against the width and against the depth across the
+cells of a part (see :mod:`relutrap.rates`) and puts the slope the theory predicts
+next to each fitted one.
 
 ``reference`` says what the observed verdict compares a final risk with: the
 ``optimal risk`` where it is known exactly, or, on a data set (whose optimal empirical
@@ -34,8 +41,13 @@ from relutrap import datasets, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
+from relutrap.rates import METHOD, fit_rate, line_slope, log_survival
 from relutrap.store import Store
-from relutrap.theory import first_layer_inactivity, some_first_layer_inactivity
+from relutrap.theory import (
+    bounds_from,
+    first_layer_inactivity,
+    some_first_layer_inactivity,
+)
 
 CONFIDENCE = 0.95
 
@@ -115,7 +127,7 @@ def _first_layer_probability(cell: Cell):
     if problem.data is not None:
         # p depends on the input dimension and the first width only.
         return datasets.first_layer_inactivity(cell.init, arch[:2], problem.data)
-    return first_layer_inactivity(cell.init, arch, problem.low, problem.high)
+    return first_layer_inactivity(cell.init, arch, problem.domain())
 
 
 def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -> dict:
@@ -124,6 +136,8 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
     arch = cell.architecture
     p = _first_layer_probability(cell)
     some = some_first_layer_inactivity(p, arch[1])
+    theory = bounds_from(p, cell.init, arch)
+    bounded_only, bounded_revived = _bounded_revivals(runs)
     n = len(runs)
     healthy = [run["certified_any"] == 0 for run in runs]
     variance = stored["target_variance"]
@@ -162,6 +176,9 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "init": cell.init.scheme,
         "target": cell.problem.target.kind if cell.problem.data is None else None,
         "data": None if cell.problem.data is None else cell.problem.data.name(),
+        "domain": None
+        if cell.problem.data is not None
+        else cell.problem.domain().describe(),
         "runs": n,
         "planned_runs": stored["runs"],
         "tolerance": cell.tolerance,
@@ -183,8 +200,15 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         "observed_nonconvergent": proportion(
             sum(observed) if observed_known else None, n
         ),
+        "some_certified_inactive": proportion(
+            sum(run["certified_any"] > 0 for run in runs), n
+        ),
+        "theory_some_certified_inactive": theory.some_neuron.value,
+        "theory_certified_collapse": theory.collapse.value,
         "collapsed": proportion(sum(run["collapsed"] for run in runs), n),
         "revived": int(sum(run["revived"] for run in runs)),
+        "bounded_only_init": bounded_only,
+        "bounded_revived": bounded_revived,
         "diverged": int(sum(run["diverged_step"] >= 0 for run in runs)),
         "certified_within_tolerance": int(
             sum(
@@ -202,6 +226,19 @@ def summarize_cell(cell: Cell, stored: dict, runs: list[dict], transform=None) -
         ),
         "median_holdout_risk": _median(holdout),
     }
+
+
+def _bounded_revivals(runs: list[dict]) -> tuple[int, int | None]:
+    """Neurons bounded but not certified inactive at init, summed over the runs, and
+    how many of them were active later (``None`` for runs stored without it)."""
+    censuses = [json.loads(run["census"]) for run in runs]
+    bounded_only = sum(
+        int(np.sum(census["bounded_init"]) - np.sum(census["certified_init"]))
+        for census in censuses
+    )
+    if any("bounded_revived" not in census for census in censuses):
+        return bounded_only, None
+    return bounded_only, int(sum(np.sum(c["bounded_revived"]) for c in censuses))
 
 
 def summarize(store: Store, custom: dict | None = None) -> list[dict]:
@@ -232,3 +269,101 @@ def flatten(record: dict) -> dict:
         else:
             flat[key] = value
     return flat
+
+
+# The events whose rates are fitted along each axis, with the theoretical
+# probability each is compared with (None: no theory for the event).
+RATE_EVENTS = {
+    "width": (
+        ("some_first_layer_inactive", "theory_some_first_layer_inactive"),
+        ("certified_nonconvergent", "theory_some_first_layer_inactive"),
+        ("observed_nonconvergent", "theory_some_first_layer_inactive"),
+    ),
+    "depth": (
+        ("some_certified_inactive", "theory_some_certified_inactive"),
+        ("collapsed", "theory_certified_collapse"),
+        ("observed_nonconvergent", None),
+    ),
+}
+
+
+def _group(record: dict) -> tuple:
+    """What a rate fit holds fixed besides the other axis: the part and the
+    optimizer with all of its settings."""
+    return (
+        record["part"],
+        record["optimizer"],
+        record["convention"],
+        json.dumps(record["settings"], sort_keys=True),
+        json.dumps(record["schedule"], sort_keys=True),
+        record["learning_rate"],
+        record["steps"],
+        record["batch_size"],
+    )
+
+
+def _uniform_width(record: dict) -> int | None:
+    hidden = record["architecture"][1:-1]
+    return hidden[0] if len(set(hidden)) == 1 else None
+
+
+def rates(records: list[dict]) -> list[dict]:
+    """Fits of ``log(1 - P)`` against the width (at fixed depth) and the depth (at
+    fixed width, architectures of equal hidden widths) for every part and optimizer
+    with at least two positions, next to the slope of the theoretical
+    ``log(1 - P)`` through the same positions.
+
+    For the event "some first-layer neuron certified inactive" the theoretical line
+    is exact, slope ``log(1 - p)`` (when ``p`` does not depend on the width); for the
+    non-convergence events it is the slope of the theorem's lower bound
+    ``1 - (1 - p)^l1``; along the depth, of ``1 - prod_k (1 - p_k)^l_k`` and of the
+    certified collapse ``1 - prod_k (1 - p_k^l_k)``.
+    """
+    series: dict[tuple, list[dict]] = {}
+    for record in records:
+        base = _group(record)
+        series.setdefault(base + ("width", record["depth"]), []).append(record)
+        width = _uniform_width(record)
+        if width is not None:
+            series.setdefault(base + ("depth", width), []).append(record)
+    fits = []
+    for key, members in series.items():
+        axis, fixed = key[-2], key[-1]
+        positions = [member[axis] for member in members]
+        if len(set(positions)) < 2:
+            continue
+        for event, theory in RATE_EVENTS[axis]:
+            counts = [member[event] for member in members]
+            if any(count["count"] is None for count in counts):
+                continue
+            fit = fit_rate(
+                positions,
+                [count["count"] for count in counts],
+                [count["runs"] for count in counts],
+                CONFIDENCE,
+            )
+            theory_slope = (
+                line_slope(positions, [log_survival(m[theory]) for m in members])
+                if theory is not None
+                else None
+            )
+            fits.append(
+                {
+                    "part": members[0]["part"],
+                    "optimizer": members[0]["optimizer"],
+                    "convention": members[0]["convention"],
+                    "learning_rate": members[0]["learning_rate"],
+                    "axis": axis,
+                    "fixed": {"depth" if axis == "width" else "width": fixed},
+                    "positions": positions,
+                    "event": event,
+                    "slope": None if fit is None else fit.slope,
+                    "low": None if fit is None else fit.low,
+                    "high": None if fit is None else fit.high,
+                    "intercept": None if fit is None else fit.intercept,
+                    "theory": theory,
+                    "theory_slope": theory_slope,
+                    "method": METHOD,
+                }
+            )
+    return fits

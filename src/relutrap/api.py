@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from relutrap.analysis import flatten, summarize
+from relutrap.analysis import flatten, rates, summarize
 from relutrap.backends import run_experiment
 from relutrap.experiment import ExperimentSpec, load_spec, parse_spec, with_runs
 from relutrap.store import open_for_reading
@@ -70,3 +70,9 @@ def summary(directory: str | Path, as_frame: bool = False, custom: dict | None =
 
         return pd.DataFrame([flatten(record) for record in records])
     return records
+
+
+def rate_fits(directory: str | Path, custom: dict | None = None) -> list[dict]:
+    """The fits of ``log(1 - P)`` against width and depth of a stored study (see
+    :func:`relutrap.analysis.rates`)."""
+    return rates(summary(directory, custom=custom))

@@ -25,6 +25,7 @@ _NOT_IN_STREAM = ("part", "steps", "tolerance", "checkpoints")
 # Fields added later: left out of the hashes at their defaults, so that the cells
 # of earlier studies keep their identity and their runs.
 _DEFAULTS = {"convention": "book", "schedule": ()}
+_BOX_ONLY = ("shape", "center", "radius")
 
 
 def _digest(record: dict) -> str:
@@ -95,6 +96,9 @@ class Cell:
         for field, default in _DEFAULTS.items():
             if getattr(self, field) == default:
                 record.pop(field)
+        if self.problem.shape == "box":
+            for field in _BOX_ONLY:
+                record["problem"].pop(field)
         # A data set is named by its content's digest, not by where its file lies.
         if "data" in record["problem"]:
             del record["problem"]["data"]["path"]

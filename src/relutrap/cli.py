@@ -6,19 +6,20 @@ import csv
 import json
 import os
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
@@ -33,6 +34,11 @@ console = Console(stderr=True, soft_wrap=True)
 SPEC_ERROR = 2
 
 
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -40,7 +46,7 @@ class Format(StrEnum):
 
 
 def _fail(message: str, code: int = SPEC_ERROR):
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -69,9 +75,28 @@ def run(
     runs: Annotated[
         int | None, typer.Option(help="Runs per cell, overriding the spec.")
     ] = None,
+    backend: Annotated[
+        Backend, typer.Option(help="Where the runs train: here, or on a Ray cluster.")
+    ] = Backend.local,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of a Ray cluster; without it a local one is started."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="CPUs of the local Ray cluster (default: all)."),
+    ] = None,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            help="Accept a spec that adds runs or cells to the study in --out."
+        ),
+    ] = False,
 ):
     """Run a study; running it again on the same output resumes it."""
-    from relutrap.backends import run_experiment, total_runs
+    from relutrap import backends
     from relutrap.experiment import SpecError, load_spec, with_runs
     from relutrap.store import StoreError
 
@@ -81,35 +106,84 @@ def run(
             parsed = with_runs(parsed, runs)
     except SpecError as error:
         _fail(str(error))
+    if backend is Backend.ray:
+        try:
+            backends.require_ray()
+        except backends.BackendError as error:
+            _fail(str(error))
+    elif address is not None or workers is not None:
+        _fail("--address and --workers apply to --backend ray only")
 
     _use_compilation_cache()
+    chunks, _ = backends.plan(parsed)
+    total = backends.total_runs(parsed)
+    largest = max((chunk.planned for chunk in chunks), default=0)
+    console.print(
+        f"{parsed.name}: {len(backends.cells(parsed))} cells, {total:,} runs in "
+        f"{len(chunks):,} chunks of up to {largest:,} runs (memory budget "
+        f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
+        highlight=False,
+    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("runs  {task.fields[rate]}"),
+        TextColumn("runs  {task.fields[rate]}  {task.fields[remaining]}"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(parsed.name, total=total_runs(parsed), rate="")
+        task = progress.add_task(parsed.name, total=total, rate="", remaining="")
+        started = time.monotonic()
+        trained = 0
 
-        def advance(count: int, label: str) -> None:
+        def advance(count: int, label: str, computed: bool) -> None:
+            nonlocal trained
             progress.advance(task, count)
-            elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed
-            rate = f"{done / elapsed:,.0f}/s" if elapsed > 0 else ""
-            progress.update(task, rate=rate, description=label)
+            if not computed:
+                progress.update(task, description=label)
+                if not console.is_terminal:
+                    console.print(
+                        f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
+                        highlight=False,
+                    )
+                return
+            trained += count
+            rate, remaining = _speed(trained, time.monotonic() - started, total - done)
+            progress.update(task, rate=rate, remaining=remaining, description=label)
             if not console.is_terminal:
-                total = progress.tasks[task].total
-                console.print(f"{done:.0f}/{total:.0f} runs  {rate}  {label}")
+                console.print(
+                    f"{done:.0f}/{total} runs  {rate}  {remaining}  {label}",
+                    highlight=False,
+                )
 
         try:
-            run_experiment(parsed, out, advance)
+            backends.run_experiment(
+                parsed,
+                out,
+                advance,
+                backend=backend.value,
+                address=address,
+                extend=extend,
+                workers=workers,
+            )
         except (StoreError, SpecError) as error:
             _fail(str(error))
+        except backends.BackendError as error:
+            _fail(str(error), code=1)
         progress.update(task, description=parsed.name)
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
+
+
+def _speed(trained: int, seconds: float, left: float) -> tuple[str, str]:
+    """Runs per second over the runs trained now, and the time the ``left`` runs
+    will take at that rate."""
+    if seconds <= 0 or trained <= 0:
+        return "", ""
+    rate = trained / seconds
+    left_seconds = round(left / rate)
+    hours, rest = divmod(left_seconds, 3600)
+    return f"{rate:,.1f}/s", f"{hours}:{rest // 60:02d}:{rest % 60:02d} left"
 
 
 def _interval(entry: dict | None) -> str:
@@ -131,27 +205,39 @@ def _table(records: list[dict]) -> Table:
         title="Non-convergence per cell (95% Clopper-Pearson intervals)",
         caption=(
             "P(dead L1): runs with >= 1 certified inactive first-layer neuron at "
-            "init; theory: 1-(1-p)^l1.  NC: non-convergent, certified from the census "
-            "at init or observed from the final risk.  conv. w/o dead: runs that "
-            "converged among those without any certified inactive neuron.  A run "
-            "converged when (risk - optimal risk) / Var f(X) <= tol; on a data set "
-            "(marked 'vs best') the reference is the best run's final risk, not the "
-            "unknown optimal empirical risk."
+            "init; theory: 1-(1-p)^l1.  dead any: runs with >= 1 certified inactive "
+            "neuron in any layer (theory: 1-prod_k (1-p_k)^l_k).  NC: non-convergent, "
+            "certified from the census at init or observed from the final risk.  "
+            "conv. w/o dead: runs that converged among those without any certified "
+            "inactive neuron.  A run converged when (risk - optimal risk) / Var f(X) "
+            "<= tol; on a data set (marked 'vs best') the reference is the best run's "
+            "final risk, not the unknown optimal empirical risk.  IBP revived: "
+            "neurons proven inactive at init by interval bounds only that were "
+            "active later / all such neurons."
         ),
     )
+    # Factors a study varies besides the ones always shown get a column too.
+    varied = [
+        (key, title)
+        for key, title in (("init", "init"), ("batch_size", "batch"))
+        if len({record[key] for record in records}) > 1
+    ]
     for name in (
         "part",
         "arch.",
+        *(title for _, title in varied),
         "optimizer",
         "lr",
         "steps",
         "runs",
         "P(dead L1)",
         "theory",
+        "dead any (theory)",
         "certified NC",
         "observed NC",
         "collapsed",
         "revived",
+        "IBP revived",
         "conv. w/o dead",
         "med. rel. risk",
         "tol.",
@@ -171,6 +257,7 @@ def _table(records: list[dict]) -> Table:
         table.add_row(
             record["part"],
             _architecture(record["architecture"]),
+            *(str(record[key]) for key, _ in varied),
             optimizer
             + {True: "", False: " (!)", None: " (?)"}[record["premise_holds"]],
             f"{record['learning_rate']:g}",
@@ -178,15 +265,73 @@ def _table(records: list[dict]) -> Table:
             str(record["runs"]),
             _interval(record["some_first_layer_inactive"]),
             f"{record['theory_some_first_layer_inactive']:.3f}"
-            + ("" if record["p_method"] == "exact" else " (MC)"),
+            + ("" if record["p_method"] == "exact" else " (est.)"),
+            _with_theory(
+                record["some_certified_inactive"],
+                record["theory_some_certified_inactive"],
+            ),
             _interval(record["certified_nonconvergent"]),
             _interval(record["observed_nonconvergent"])
             + (" vs best" if record.get("reference") == "best run" else ""),
             _interval(record["collapsed"]),
             str(record["revived"]),
+            _bounded_revived(record),
             "n/a" if converged is None else f"{converged}/{healthy}",
             "n/a" if relative is None else f"{relative:.1e}",
             f"{record['tolerance']:g}",
+        )
+    return table
+
+
+def _with_theory(entry: dict, theory: float) -> str:
+    measured = "n/a" if entry["fraction"] is None else f"{entry['fraction']:.2f}"
+    return f"{measured} ({theory:.3f})"
+
+
+def _bounded_revived(record: dict) -> str:
+    revived = record.get("bounded_revived")
+    if revived is None:
+        return "n/a"
+    return f"{revived}/{record['bounded_only_init']}"
+
+
+def _slope(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _rates_table(fits: list[dict]) -> Table:
+    table = Table(
+        title="Rates: log(1 - P) against width or depth (95% profile-likelihood "
+        "intervals)",
+        caption=(
+            "measured: binomial maximum-likelihood slope of log(1 - P) = a + b x; "
+            "theory: slope of log(1 - P) through the same positions from the exact "
+            "certified probabilities (width: 1-(1-p)^l1, log(1-p) per neuron; depth: "
+            "some certified neuron, or certified collapse).  n/a: not identified."
+        ),
+    )
+    for name in ("part", "optimizer", "lr", "axis", "fixed", "positions", "event"):
+        table.add_column(name)
+    for name in ("measured slope", "interval", "theory slope"):
+        table.add_column(name, justify="right")
+    for fit in fits:
+        ((fixed_name, fixed_value),) = fit["fixed"].items()
+        interval = (
+            f"{_slope(fit['low'])} to {_slope(fit['high'])}"
+            if fit["slope"] is not None
+            else "n/a"
+        )
+        table.add_row(
+            fit["part"],
+            fit["optimizer"],
+            f"{fit['learning_rate']:g}",
+            fit["axis"],
+            f"{fixed_name} {fixed_value}",
+            ",".join(str(x) for x in fit["positions"]),
+            fit["event"].replace("_", " "),
+            _slope(fit["slope"]),
+            interval,
+            _slope(fit["theory_slope"]),
         )
     return table
 
@@ -199,7 +344,7 @@ def summary(
     ] = Format.table,
 ):
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
-    from relutrap.analysis import flatten
+    from relutrap.analysis import flatten, rates
     from relutrap.api import summary as read_summary
     from relutrap.experiment import SpecError
     from relutrap.store import StoreError
@@ -219,7 +364,7 @@ def summary(
                 highlight=False,
             )
     if format is Format.json:
-        json.dump(records, sys.stdout, indent=2)
+        json.dump({"cells": records, "rates": rates(records)}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif format is Format.csv:
         rows = [flatten(record) for record in records]
@@ -228,7 +373,11 @@ def summary(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        Console(width=max(Console().width, 210)).print(_table(records))
+        wide = Console(width=max(Console().width, 210))
+        wide.print(_table(records))
+        fits = rates(records)
+        if fits:
+            wide.print(_rates_table(fits))
     incomplete = [r for r in records if r["runs"] < r["planned_runs"]]
     if incomplete or not records:
         console.print(
@@ -238,6 +387,204 @@ def summary(
             if records
             else f"[bold yellow]warning:[/] no run of {directory} has finished yet"
         )
+
+
+class Shape(StrEnum):
+    box = "box"
+    ball = "ball"
+    gaussian = "gaussian"
+
+
+def _numbers(option: str, text: str, kind=float) -> list:
+    try:
+        return [kind(item) for item in text.split(",")]
+    except ValueError:
+        _fail(f"{option}: expected comma-separated numbers, got {text!r}")
+
+
+def _read_points(path: Path):
+    """The rows of a CSV or ``.npy`` file as a finite set of inputs."""
+    import numpy as np
+
+    from relutrap.domains import FiniteSet
+
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            array = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (OSError, ValueError) as error:
+        _fail(f"--points: cannot read {path}: {error}")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or len(array) == 0 or not np.all(np.isfinite(array)):
+        _fail(f"--points: {path} must hold a non-empty table of finite numbers")
+    return FiniteSet.of(array)
+
+
+def _probability(p) -> str:
+    if p.method == "exact":
+        return f"{p.value:.6g}"
+    return f"{p.value:.6g} +- {p.standard_error:.1g} ({p.method})"
+
+
+@app.command()
+def bound(
+    arch: Annotated[
+        str, typer.Option("--arch", help="Widths d,l1,...,lL,1, e.g. 1,8,1.")
+    ],
+    init: Annotated[str, typer.Option("--init", help="Initialization scheme.")] = (
+        "normal"
+    ),
+    bias: Annotated[
+        str, typer.Option("--bias", help="Bias rule: default, zero, same, constant.")
+    ] = "default",
+    bias_value: Annotated[
+        float, typer.Option("--bias-value", help="Bias of the constant rule.")
+    ] = 0.0,
+    scale: Annotated[
+        float, typer.Option("--scale", help="Half-width of the uniform scheme.")
+    ] = 1.0,
+    domain: Annotated[
+        str | None, typer.Option("--domain", help="Box [a, b]^d as a,b.")
+    ] = None,
+    shape: Annotated[Shape, typer.Option("--shape", help="Input law.")] = Shape.box,
+    center: Annotated[
+        str,
+        typer.Option("--center", help="Center of a ball or Gaussian: c or c1,..,cd."),
+    ] = "0",
+    radius: Annotated[
+        float,
+        typer.Option("--radius", help="Ball radius, or Gaussian standard deviation."),
+    ] = 1.0,
+    points: Annotated[
+        Path | None,
+        typer.Option("--points", help="Finite set of inputs: a CSV or .npy table."),
+    ] = None,
+    format: Annotated[
+        Format, typer.Option("--format", help="Output format (table or json).")
+    ] = Format.table,
+):
+    """What the theory guarantees at initialization: the probability that a neuron,
+    some neuron, or a whole layer is certified inactive on the input domain."""
+    import math
+
+    from relutrap.domains import Ball, Box, Gaussian
+    from relutrap.init import BIAS_RULES, SCHEMES, Initialization
+    from relutrap.theory import bounds
+
+    widths = tuple(_numbers("--arch", arch, int))
+    if len(widths) < 3 or min(widths) < 1 or widths[-1] != 1:
+        _fail(
+            f"--arch: give d,l1,...,lL,1 with every width >= 1 and output 1, got {arch}"
+        )
+    if init not in SCHEMES:
+        _fail(f"--init: unknown scheme {init!r}; allowed: {', '.join(SCHEMES)}")
+    if bias not in BIAS_RULES:
+        _fail(f"--bias: unknown rule {bias!r}; allowed: {', '.join(BIAS_RULES)}")
+    if not (scale > 0 and math.isfinite(scale)):
+        _fail(f"--scale: must be a positive number, got {scale}")
+    if not math.isfinite(bias_value):
+        _fail(f"--bias-value: must be finite, got {bias_value}")
+    dimension = widths[0]
+    if points is not None:
+        if domain is not None or shape is not Shape.box:
+            _fail("--points: give either --points or a --domain/--shape, not both")
+        inputs = _read_points(points)
+        if inputs.dimension != dimension:
+            _fail(
+                f"--points: {points} has points of dimension {inputs.dimension}, "
+                f"the architecture's input dimension is {dimension}"
+            )
+    elif shape is Shape.box:
+        low_high = _numbers("--domain", domain or "0,1")
+        if len(low_high) != 2 or not low_high[0] < low_high[1]:
+            _fail(f"--domain: give a,b with a < b, got {domain}")
+        if not all(math.isfinite(value) for value in low_high):
+            _fail(f"--domain: must be finite, got {domain}")
+        inputs = Box(low_high[0], low_high[1], dimension)
+    else:
+        if domain is not None:
+            _fail(f"--domain: only for a box; a {shape.value} takes --center, --radius")
+        coordinates = _numbers("--center", center)
+        if len(coordinates) == 1:
+            coordinates = coordinates * dimension
+        if len(coordinates) != dimension:
+            _fail(f"--center: give 1 or {dimension} coordinates, got {center}")
+        if not (radius > 0 and math.isfinite(radius)):
+            _fail(f"--radius: must be a positive number, got {radius}")
+        law = Ball if shape is Shape.ball else Gaussian
+        inputs = law(tuple(coordinates), radius)
+
+    initialization = Initialization(init, bias, bias_value, scale)
+    result = bounds(initialization, widths, inputs)
+    note = None
+    if isinstance(inputs, Gaussian):
+        note = (
+            "Gaussian inputs have unbounded support: no first-layer neuron with a "
+            "non-zero weight vector is inactive on it, so p = 0 for the first layer. "
+            "Inactivity on a finite training sample is still certified: give the "
+            "sample with --points."
+        )
+    elif result.layers[0].neuron.value == 0:
+        note = (
+            "p = 0: this initialization has no first-layer neuron inactive on this "
+            "domain, so the theorem's premise fails for the first layer."
+        )
+
+    if format is Format.json:
+        record = {
+            "architecture": list(widths),
+            "init": {
+                "scheme": init,
+                "bias": bias,
+                "value": bias_value,
+                "scale": scale,
+                "laws": initialization.describe(widths),
+            },
+            "domain": inputs.describe(),
+            **result.as_record(),
+            "note": note,
+        }
+        json.dump(record, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if format is Format.csv:
+        _fail("--format: bound prints a table or json")
+    table = Table(
+        title=f"Certified inactivity at init: {'-'.join(map(str, widths))}, {init}, "
+        f"{inputs.describe()}",
+        caption=(
+            "layer 1: inactive on the domain, b + h(w) <= 0 (support function); "
+            "deeper: bias <= 0 and all incoming weights <= 0.  Neurons are "
+            "independent, so every line is exact for the certified events and a "
+            "lower bound on inactivity and collapse."
+        ),
+    )
+    for name in ("layer", "width", "certificate", "p_k (one neuron)"):
+        table.add_column(name, justify="left" if name == "certificate" else "right")
+    table.add_column("P(some in layer)", justify="right")
+    table.add_column("P(whole layer)", justify="right")
+    for layer in result.layers:
+        table.add_row(
+            str(layer.layer),
+            str(layer.width),
+            layer.certificate,
+            _probability(layer.neuron),
+            _probability(layer.some),
+            _probability(layer.every),
+        )
+    table.add_section()
+    table.add_row(
+        "network", "", "some neuron", "", _probability(result.some_neuron), ""
+    )
+    table.add_row("network", "", "collapse", "", "", _probability(result.collapse))
+    output = Console(width=max(Console().width, 120))
+    output.print(table)
+    for line in initialization.describe(widths):
+        output.print(line, highlight=False)
+    if note is not None:
+        output.print(note, highlight=False)
 
 
 def _defaults(row: dict) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -42,13 +41,14 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from relutrap import theory
+from relutrap.domains import FiniteSet
 from relutrap.init import Initialization
 from relutrap.networks import Architecture
 from relutrap.theory import Probability
 
 BUNDLED = ("diabetes",)
 SUFFIXES = (".csv", ".npy", ".npz")
-MONTE_CARLO_SAMPLES = 200_000
 
 
 class DataError(ValueError):
@@ -388,29 +388,9 @@ def first_layer_inactivity(
     init: Initialization, arch: Architecture, source: DataSource
 ) -> Probability:
     """The probability p that one first-layer neuron is inactive on the training set
-    at initialization, ``P(b + w . x_i <= 0 for every training input x_i)``, by
-    Monte Carlo over :data:`MONTE_CARLO_SAMPLES` draws of ``(w, b)``, with its
-    standard error."""
-    inputs = load(source).train_inputs
-    weight = init.weight_law(arch[0], arch[1])
-    bias = init.bias_law(arch[0], arch[1])
-    rng = np.random.default_rng(20241014)
-
-    def draw(law, shape):
-        if law.kind == "normal":
-            return law.scale * rng.standard_normal(shape)
-        if law.kind == "uniform":
-            return rng.uniform(-law.scale, law.scale, shape)
-        return np.full(shape, law.scale)
-
-    inactive = 0
-    block = max(1, 4_000_000 // max(1, len(inputs)))
-    for start in range(0, MONTE_CARLO_SAMPLES, block):
-        size = min(block, MONTE_CARLO_SAMPLES - start)
-        weights = draw(weight, (arch[0], size))
-        biases = draw(bias, size)
-        largest = (inputs @ weights).max(axis=0) + biases
-        inactive += int(np.sum(largest <= 0))
-    fraction = inactive / MONTE_CARLO_SAMPLES
-    error = math.sqrt(fraction * (1 - fraction) / MONTE_CARLO_SAMPLES)
-    return Probability(fraction, "monte carlo", error)
+    at initialization, ``P(b + w . x_i <= 0 for every training input x_i)``: the
+    finite-set case of :func:`relutrap.theory.first_layer_inactivity` (exact for at
+    most three distinct inputs under normal laws, otherwise estimated with its
+    error)."""
+    points = FiniteSet.of(load(source).train_inputs)
+    return theory.first_layer_inactivity(init, (*arch[:2], 1), points)

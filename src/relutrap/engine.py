@@ -78,6 +78,7 @@ CENSUS_FIELDS = (
     "bounded_end",
     "observed_end",
     "revived",
+    "bounded_revived",
 )
 
 
@@ -87,7 +88,10 @@ class Outcomes:
 
     Census arrays have shape ``(runs, L)`` and count the inactive neurons of each
     hidden layer; ``revived`` counts neurons certified inactive at initialization that
-    were active on some training input or lost their certificate.
+    were active on some training input or lost their certificate;
+    ``bounded_revived`` counts neurons bounded but not certified inactive at
+    initialization (proven inactive by interval bounds only) that were active on some
+    training input or on some evaluation input at the end.
     ``holdout_risk`` ``(runs,)`` is the final risk on a data set's held-out split;
     ``None`` for other problems or an empty split.
     """
@@ -103,6 +107,7 @@ class Outcomes:
     bounded_end: np.ndarray
     observed_end: np.ndarray
     revived: np.ndarray
+    bounded_revived: np.ndarray
     collapsed: np.ndarray
     holdout_risk: np.ndarray | None = None
 
@@ -297,6 +302,12 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
             census_init.certified, ever_active, census_end.certified
         )
     )
+    bounded_revived = tuple(
+        bounded & ~certified & (active | ~inactive_at_end)
+        for bounded, certified, active, inactive_at_end in zip(
+            census_init.bounded, census_init.certified, ever_active, census_end.observed
+        )
+    )
     risks = np.asarray(risks)
     return Outcomes(
         run_index=run_indices,
@@ -310,6 +321,7 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
         bounded_end=_counts(census_end.bounded),
         observed_end=_counts(census_end.observed),
         revived=_counts(revived),
+        bounded_revived=_counts(bounded_revived),
         collapsed=np.asarray(collapsed),
         holdout_risk=holdout_risk,
     )

@@ -2,7 +2,9 @@
 
 A spec is a TOML file (or the same data as a dict).  It names a seed, the runs per
 cell and one or more *parts*; each part is a grid whose cells are the product of its
-architectures and its optimizers::
+factors: architectures (``width`` x ``depth``, or ``hidden``), initialization
+schemes, batch sizes, step counts, and its optimizers each times its learning rates.
+A factor is one value, a list, or a range (see :mod:`relutrap.factors`)::
 
     name = "my-study"
     seed = 0
@@ -11,16 +13,16 @@ architectures and its optimizers::
 
     [[parts]]
     name = "width"
-    width = [1, 2, 4]           # hidden widths ...
-    depth = [1]                 # ... times depths; or hidden = [[8, 4], [16]]
-    steps = 2000
-    batch_size = 64
+    width = { from = 1, to = 64, scale = "log2" }   # 1, 2, 4, ..., 64, times
+    depth = [1]                 # the depths; or hidden = [[8, 4], [16]]
+    steps = 2000                # or a list or range: [1000, 2000]
+    batch_size = 64             # or a list or range
     problem = { dimension = 1, domain = [0.0, 1.0], target = "teacher" }
-    init = { scheme = "normal" }
+    init = { scheme = "normal" }   # or scheme = ["normal", "he_normal"]
 
     [[parts.optimizers]]
     name = "adam"
-    learning_rate = 0.01
+    learning_rate = 0.01          # or [0.1, 0.01], or { from, to, count, scale }
     settings = { beta = 0.999 }   # optional, the method's other hyperparameters
     convention = "torch"          # optional: book (default), torch, optax, keras, paper
     schedule = { kind = "cosine", final = 0.01 }   # optional; constant by default
@@ -50,6 +52,7 @@ from __future__ import annotations
 import itertools
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -66,10 +69,10 @@ from pydantic import (
     model_validator,
 )
 
-from relutrap import datasets, optimizers, schedules
+from relutrap import datasets, factors, optimizers, schedules
 from relutrap.cells import Cell
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
-from relutrap.problems import TARGETS, Problem, Target
+from relutrap.problems import SHAPES, TARGETS, Problem, Target
 
 SchemeName = Literal[SCHEMES]
 BiasRule = Literal[BIAS_RULES]
@@ -155,6 +158,15 @@ class ProblemSpec(_Strict):
     value: float = Field(1.0, description="value of a constant target")
     frequency: float = Field(1.0, gt=0, description="cycles per unit of a sin target")
     evaluation_size: int = Field(1024, ge=2, le=1_000_000)
+    shape: Literal[SHAPES] = Field(
+        "box", description="box: uniform on domain^d; ball; gaussian"
+    )
+    center: list[float] = Field(
+        [0.0], min_length=1, max_length=64, description="ball or gaussian center"
+    )
+    radius: float = Field(
+        1.0, gt=0, description="ball radius, or gaussian standard deviation"
+    )
     data: DataSpec | None = None
 
     @model_validator(mode="after")
@@ -168,16 +180,6 @@ class ProblemSpec(_Strict):
                 )
         return self
 
-    @model_serializer(mode="wrap")
-    def _omit_no_data(self, handler):
-        # A problem without a data set dumps as before data sets existed, so that
-        # stored studies keep their spec and resume.
-        data = handler(self)
-        if self.data is None:
-            data.pop("data", None)
-            return data
-        return {"data": data["data"]}
-
     @model_validator(mode="after")
     def _domain_not_empty(self):
         low, high = self.domain
@@ -185,7 +187,33 @@ class ProblemSpec(_Strict):
             raise ValueError(
                 f"domain: lower bound {low} must be below upper bound {high}"
             )
+        if self.shape == "box":
+            given = sorted({"center", "radius"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for a ball or gaussian")
+        elif "domain" in self.model_fields_set:
+            raise ValueError(
+                f"domain: only for a box; a {self.shape} has center and radius"
+            )
+        if len(self.center) not in (1, self.dimension):
+            raise ValueError(
+                f"center: {len(self.center)} coordinates; give 1 or {self.dimension}"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused(self, handler):
+        # A box without a data set dumps as before data sets and the other shapes
+        # existed, so that stored studies keep their spec and resume; the other
+        # shapes dump without the box, a data set alone.
+        data = handler(self)
+        if self.data is not None:
+            return {"data": data["data"]}
+        data.pop("data", None)
+        unused = ("shape", "center", "radius") if self.shape == "box" else ("domain",)
+        for field in unused:
+            data.pop(field, None)
+        return data
 
     def build(self) -> Problem:
         if self.data is not None:
@@ -200,17 +228,35 @@ class ProblemSpec(_Strict):
             frequency=self.frequency,
         )
         low, high = self.domain
-        return Problem(self.dimension, low, high, target, self.evaluation_size)
+        return Problem(
+            self.dimension,
+            low,
+            high,
+            target,
+            self.evaluation_size,
+            shape=self.shape,
+            center=tuple(self.center),
+            radius=self.radius,
+        )
 
 
 class InitSpec(_Strict):
-    scheme: SchemeName = "normal"
+    scheme: SchemeName | list[SchemeName] = "normal"
     bias: BiasRule = "default"
     value: float = Field(0.0, description="bias of the 'constant' rule")
     scale: float = Field(1.0, gt=0, description="half-width of the 'uniform' scheme")
 
-    def build(self) -> Initialization:
-        return Initialization(self.scheme, self.bias, self.value, self.scale)
+    @field_validator("scheme", mode="before")
+    @classmethod
+    def _scheme_factor(cls, scheme):
+        return factors.choices(scheme, SCHEMES)
+
+    def build(self) -> list[Initialization]:
+        """One initialization per scheme of the factor."""
+        return [
+            Initialization(scheme, self.bias, self.value, self.scale)
+            for scheme in factors.as_list(self.scheme)
+        ]
 
 
 class ScheduleSpec(_Strict):
@@ -242,11 +288,24 @@ class ScheduleSpec(_Strict):
 
 class OptimizerSpec(_Strict):
     name: str = Field(min_length=1)
-    learning_rate: float = Field(gt=0)
-    steps: int | None = Field(None, ge=0, description="overrides the part's steps")
+    learning_rate: float | list[float]
+    steps: int | list[int] | None = Field(None, description="overrides the part's")
     settings: dict[str, float | bool | str] = {}
     convention: str = "book"
     schedule: ScheduleSpec = ScheduleSpec()
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _rate_factor(cls, rate):
+        return factors.numbers(rate, above=0.0)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_factor(cls, steps):
+        return None if steps is None else factors.integers(steps, 0, 10_000_000)
+
+    def learning_rates(self) -> list[float]:
+        return factors.as_list(self.learning_rate)
 
     @field_validator("name")
     @classmethod
@@ -315,7 +374,7 @@ class OptimizerSpec(_Strict):
                 f"convention: an optax optimizer has none, got {self.convention!r}"
             )
         try:
-            transform = factory(learning_rate=self.learning_rate, **self.settings)
+            transform = factory(learning_rate=self.learning_rates()[0], **self.settings)
             probe = {"w": jnp.zeros(2)}
             with jax.numpy_dtype_promotion("standard"):  # optax relies on it
                 transform.update(probe, transform.init(probe), probe)
@@ -330,19 +389,39 @@ class PartSpec(_Strict):
     name: str = Field(min_length=1, max_length=64)
     problem: ProblemSpec = ProblemSpec()
     init: InitSpec = InitSpec()
-    width: list[Width] | None = Field(None, min_length=1)
-    depth: list[Annotated[int, Field(ge=1, le=64)]] = Field([1], min_length=1)
+    width: list[Width] | None = None
+    depth: list[Annotated[int, Field(ge=1, le=64)]] = [1]
     hidden: list[Annotated[list[Width], Field(min_length=1, max_length=64)]] | None = (
         Field(None, min_length=1)
     )
     optimizers: list[OptimizerSpec] = Field(min_length=1)
-    steps: int = Field(1000, ge=0, le=10_000_000)
+    steps: int | list[int] = 1000
     epochs: int | None = Field(
         None, ge=1, le=1_000_000, description="data sets: passes instead of steps"
     )
-    batch_size: int = Field(64, ge=1, le=1_000_000)
+    batch_size: int | list[int] = 64
     runs: int | None = Field(None, ge=1, description="overrides the experiment's runs")
     tolerance: float | None = Field(None, gt=0)
+
+    @field_validator("width", mode="before")
+    @classmethod
+    def _width_factor(cls, width):
+        return None if width is None else factors.integers(width, 1, 100_000, False)
+
+    @field_validator("depth", mode="before")
+    @classmethod
+    def _depth_factor(cls, depth):
+        return factors.integers(depth, 1, 64, scalar=False)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_factor(cls, steps):
+        return factors.integers(steps, 0, 10_000_000)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size_factor(cls, batch_size):
+        return factors.integers(batch_size, 1, 1_000_000)
 
     @model_validator(mode="after")
     def _one_architecture_form(self):
@@ -363,7 +442,9 @@ class PartSpec(_Strict):
     @model_validator(mode="after")
     def _batches_fit_the_data(self):
         if self.problem.data is not None:
-            self.step_count(self.problem.build())
+            problem = self.problem.build()
+            for batch_size in factors.as_list(self.batch_size):
+                self.step_counts(problem, batch_size)
         return self
 
     @model_serializer(mode="wrap")
@@ -372,20 +453,21 @@ class PartSpec(_Strict):
         data.pop("epochs" if self.epochs is None else "steps", None)
         return data
 
-    def step_count(self, problem: Problem) -> int:
-        """The part's number of steps: ``steps``, or ``epochs`` times the batches of
-        one epoch, ``n // batch_size``; raise where a batch exceeds the data."""
+    def step_counts(self, problem: Problem, batch_size: int) -> list[int]:
+        """The part's step counts at one batch size: the ``steps`` factor, or
+        ``epochs`` times the batches of one epoch, ``n // batch_size``; raise where a
+        batch exceeds the data."""
         if problem.data is None:
-            return self.steps
+            return factors.as_list(self.steps)
         size = len(datasets.load(problem.data).train_targets)
-        if self.batch_size > size:
+        if batch_size > size:
             raise ValueError(
-                f"batch_size: {self.batch_size} exceeds the {size} training examples "
+                f"batch_size: {batch_size} exceeds the {size} training examples "
                 f"of {problem.data.name()}"
             )
         if self.epochs is None:
-            return self.steps
-        return self.epochs * (size // self.batch_size)
+            return factors.as_list(self.steps)
+        return [self.epochs * (size // batch_size)]
 
     def architectures(self) -> list[tuple[int, ...]]:
         if self.hidden is not None:
@@ -417,13 +499,39 @@ class ExperimentSpec(_Strict):
         return self
 
 
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The spec model an annotation holds, directly or in a list or union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(location: tuple) -> list[str]:
+    """The field names allowed in the table at ``location`` of a spec."""
+    model = ExperimentSpec
+    for item in location:
+        if isinstance(item, str):
+            field = model.model_fields.get(item)
+            model = None if field is None else _model_in(field.annotation)
+            if model is None:
+                return []
+    return list(model.model_fields)
+
+
 def _describe(error: pydantic.ValidationError, source: str) -> str:
     lines = []
     for problem in error.errors():
         where = ".".join(str(item) for item in problem["loc"]) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = "unknown field"
+            allowed = _fields_at(problem["loc"][:-1])
+            message = "unknown field" + (
+                f"; allowed: {', '.join(allowed)}" if allowed else ""
+            )
         lines.append(f"{source}: field {where}: {message}")
     return "\n".join(lines)
 
@@ -472,28 +580,37 @@ def cells(spec: ExperimentSpec) -> list[tuple[Cell, int]]:
     expanded = []
     for part in spec.parts:
         problem = part.problem.build()
-        init = part.init.build()
-        steps = part.step_count(problem)
-        for hidden, optimizer in itertools.product(
-            part.architectures(), part.optimizers
+        for hidden, init, batch_size, optimizer in itertools.product(
+            part.architectures(),
+            part.init.build(),
+            factors.as_list(part.batch_size),
+            part.optimizers,
         ):
-            cell = Cell(
-                part=part.name,
-                problem=problem,
-                hidden=hidden,
-                init=init,
-                optimizer=optimizer.name,
-                learning_rate=optimizer.learning_rate,
-                settings=tuple(sorted(optimizer.settings.items())),
-                steps=optimizer.steps if optimizer.steps is not None else steps,
-                batch_size=part.batch_size,
-                tolerance=part.tolerance or spec.tolerance,
-                dtype=spec.dtype,
-                checkpoints=spec.checkpoints,
-                convention=optimizer.convention,
-                schedule=optimizer.schedule.as_items(),
+            steps = (
+                optimizer.steps
+                if optimizer.steps is not None
+                else part.step_counts(problem, batch_size)
             )
-            expanded.append((cell, part.runs or spec.runs))
+            for step_count, learning_rate in itertools.product(
+                factors.as_list(steps), optimizer.learning_rates()
+            ):
+                cell = Cell(
+                    part=part.name,
+                    problem=problem,
+                    hidden=hidden,
+                    init=init,
+                    optimizer=optimizer.name,
+                    learning_rate=learning_rate,
+                    settings=tuple(sorted(optimizer.settings.items())),
+                    steps=step_count,
+                    batch_size=batch_size,
+                    tolerance=part.tolerance or spec.tolerance,
+                    dtype=spec.dtype,
+                    checkpoints=spec.checkpoints,
+                    convention=optimizer.convention,
+                    schedule=optimizer.schedule.as_items(),
+                )
+                expanded.append((cell, part.runs or spec.runs))
     identities = [cell.identity for cell, _ in expanded]
     for cell, _ in expanded:
         if identities.count(cell.identity) > 1:
@@ -507,3 +624,59 @@ def chunks(runs: int, chunk_size: int) -> list[range]:
         range(start, min(start + chunk_size, runs))
         for start in range(0, runs, chunk_size)
     ]
+
+
+EXTENDABLE = ("runs", "parts", "chunk_size", "memory_budget_mb", "description")
+
+
+def _changed_fields(old: Cell, new: Cell) -> list[str]:
+    before, after = old.as_record(), new.as_record()
+    return [
+        f"{key} ({before[key]!r} -> {after[key]!r})"
+        for key in before
+        if before[key] != after[key]
+    ]
+
+
+def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
+    """Check that ``spec`` extends ``stored``: more runs per cell or more cells.
+
+    Every cell of ``stored`` must be a cell of ``spec`` with at least as many runs,
+    and the fields that shape every cell or run (seed, dtype, tolerance, ...) must be
+    equal.
+
+    Raises:
+        SpecError: naming the field that changed.
+    """
+    for field in ExperimentSpec.model_fields:
+        before, after = getattr(stored, field), getattr(spec, field)
+        if field not in EXTENDABLE and before != after:
+            raise SpecError(
+                f"field {field}: changed from {before!r} to {after!r}, which changes "
+                "the stored runs; extending may only add runs or cells"
+            )
+    new_cells = cells(spec)
+    runs_of = {cell.identity: runs for cell, runs in new_cells}
+    for cell, runs in cells(stored):
+        if cell.identity not in runs_of:
+            same_part = [other for other, _ in new_cells if other.part == cell.part]
+            if not same_part:
+                raise SpecError(
+                    f"field parts: the part {cell.part!r} with stored runs is "
+                    "missing; extending may only add runs or cells"
+                )
+            closest = min(
+                same_part, key=lambda other: len(_changed_fields(cell, other))
+            )
+            raise SpecError(
+                f"the stored cell '{cell.label()}' is missing from the new spec; "
+                f"the closest new cell differs in field(s) "
+                f"{', '.join(_changed_fields(cell, closest))}; extending may only "
+                "add runs or cells"
+            )
+        if runs_of[cell.identity] < runs:
+            raise SpecError(
+                f"field runs: the cell '{cell.label()}' would plan "
+                f"{runs_of[cell.identity]} runs, fewer than the {runs} stored ones "
+                "were planned with; extending may only add runs or cells"
+            )

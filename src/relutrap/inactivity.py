@@ -5,9 +5,12 @@ every input of the domain.  Three tests, from strongest to weakest claim:
 
 * **certified**, a proof that stays true for the whole training:
 
-  - first layer over a box ``[low, high]^d``: the maximum of the affine function
-    ``x -> w . x + b`` over the box is attained at a vertex and equals
-    ``b + sum_i max(w_i low, w_i high)``; the neuron is inactive iff this is ``<= 0``.
+  - first layer: ``x -> w . x + b`` is inactive on the domain iff
+    ``b + h(w) <= 0``, ``h`` the support function of the domain (see
+    :mod:`relutrap.domains`).  Over a box ``[low, high]^d`` the maximum is attained
+    at a vertex, ``h(w) = sum_i max(w_i low, w_i high)``; over a ball,
+    ``h(w) = c . w + r |w|``; Gaussian inputs have unbounded support, so only a
+    neuron with ``w = 0`` and ``b <= 0`` is inactive on it.
     Its incoming parameters then get zero gradient on every input, so an optimizer
     of the theorem's class never moves them and the certificate holds forever.
   - deeper layers: bias ``<= 0`` and all incoming weights ``<= 0``.  The inputs of
@@ -16,9 +19,11 @@ every input of the domain.  Three tests, from strongest to weakest claim:
 
 * **bounded**: interval bound propagation (IBP) through the network, on the cells of a
   partition of the domain (the evaluation grid's cells in dimension 1, the whole box
-  otherwise).  The bound is sound, so a bounded neuron is inactive on the whole
-  domain at that moment; for a single neuron of a deeper layer this need not last,
-  because the layers below it move.  It includes every certified neuron.
+  otherwise; a ball is covered by its bounding box).  The bound is sound, so a
+  bounded neuron is inactive on the whole domain at that moment; for a single neuron
+  of a deeper layer this need not last, because the layers below it move.  Every
+  certified neuron counts as bounded too.  Gaussian inputs are unbounded: no
+  interval holds them, so there the bounded neurons are the certified ones.
 
 * **observed**: the pre-activation is ``<= 0`` at every evaluation input.
 
@@ -55,6 +60,21 @@ def first_layer_certified(
     return largest <= 0
 
 
+def first_layer_certified_on(
+    weights: jax.Array, bias: jax.Array, problem: Problem
+) -> jax.Array:
+    """Which first-layer neurons are inactive on the problem's domain, ``(l1,)``."""
+    if problem.shape == "ball":
+        center = jnp.asarray(problem.center_vector(), weights.dtype)
+        largest = (
+            bias + center @ weights + problem.radius * jnp.linalg.norm(weights, axis=0)
+        )
+        return largest <= 0
+    if problem.shape == "gaussian":
+        return jnp.all(weights == 0, axis=0) & (bias <= 0)
+    return first_layer_certified(weights, bias, problem.low, problem.high)
+
+
 def sign_certified(weights: jax.Array, bias: jax.Array) -> jax.Array:
     """Which neurons of a deeper layer have bias ``<= 0`` and all incoming weights
     ``<= 0``; shape ``(fan_out,)``."""
@@ -64,18 +84,25 @@ def sign_certified(weights: jax.Array, bias: jax.Array) -> jax.Array:
 def certified(params: Params, problem: Problem) -> tuple[jax.Array, ...]:
     """Certified inactive neurons, one boolean array per hidden layer."""
     (first_weights, first_bias), *deeper = params[:-1]
-    first = first_layer_certified(first_weights, first_bias, problem.low, problem.high)
+    first = first_layer_certified_on(first_weights, first_bias, problem)
     return (first, *(sign_certified(weights, bias) for weights, bias in deeper))
 
 
 def partition(problem: Problem, dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
-    """Lower and upper corners, each ``(cells, d)``, of the cells bounds run on."""
+    """Lower and upper corners, each ``(cells, d)``, of the cells bounds run on.
+
+    For Gaussian inputs, whose support no box holds, the box ``center +- radius``
+    is returned and not used (see :func:`census`)."""
     if problem.dimension == 1:
+        low, high = problem.interval()
         n = problem.evaluation_size
-        edges = jnp.linspace(problem.low, problem.high, n + 1, dtype=dtype)
+        edges = jnp.linspace(low, high, n + 1, dtype=dtype)
         return edges[:-1, None], edges[1:, None]
-    shape = (1, problem.dimension)
-    return jnp.full(shape, problem.low, dtype), jnp.full(shape, problem.high, dtype)
+    if problem.shape == "box":
+        shape = (1, problem.dimension)
+        return jnp.full(shape, problem.low, dtype), jnp.full(shape, problem.high, dtype)
+    center = jnp.asarray(problem.center_vector(), dtype)[None, :]
+    return center - problem.radius, center + problem.radius
 
 
 def bounded(
@@ -127,9 +154,15 @@ def census(
         inputs: the evaluation inputs, ``(n, d)``.
         cells: the partition from :func:`partition`.
     """
-    return Census(
-        certified(params, problem), bounded(params, *cells), observed(params, inputs)
-    )
+    proven = certified(params, problem)
+    if problem.shape == "gaussian":
+        interval = proven
+    else:
+        interval = tuple(
+            by_bounds | by_certificate
+            for by_bounds, by_certificate in zip(bounded(params, *cells), proven)
+        )
+    return Census(proven, interval, observed(params, inputs))
 
 
 def finite_census(params: Params, inputs: jax.Array) -> Census:

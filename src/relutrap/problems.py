@@ -1,14 +1,20 @@
 """Problems: an input distribution on a domain, a target, the squared loss.
 
-The input distribution is uniform on the box ``[low, high]^d``.  Training is
-data-driven: every step draws a fresh mini-batch from it.  The true risk
+The input distribution has one of three shapes:
+
+* ``box``: uniform on the box ``[low, high]^d``;
+* ``ball``: uniform on the Euclidean ball of radius ``radius`` around ``center``;
+* ``gaussian``: normal ``N(center, radius^2 I)``, whose support is all of R^d.
+
+Training is data-driven: every step draws a fresh mini-batch from it.  The true risk
 ``E[(N(X) - f(X))^2]`` is estimated
 
-* in dimension 1 by the midpoint rule on ``evaluation_size`` equal cells of the
-  interval (exact for the mean of a function that is linear on each cell, and of
-  error ``O(1 / n^2)`` for a piecewise linear network against a smooth target);
-* in higher dimension by the mean over ``evaluation_size`` inputs drawn once, with a
-  fixed key, from the input distribution.
+* in dimension 1 on a box or a ball (an interval) by the midpoint rule on
+  ``evaluation_size`` equal cells of the interval (exact for the mean of a function
+  that is linear on each cell, and of error ``O(1 / n^2)`` for a piecewise linear
+  network against a smooth target);
+* otherwise by the mean over ``evaluation_size`` inputs drawn once, with a fixed key,
+  from the input distribution.
 
 Targets:
 
@@ -33,9 +39,11 @@ import numpy as np
 
 from relutrap import threefry
 from relutrap.datasets import DataSource, best_constant_is_optimal, load
+from relutrap.domains import Ball, Box, Domain, FiniteSet, Gaussian
 from relutrap.networks import Architecture, Params, hidden_widths, realization
 
 TARGETS = ("teacher", "square", "sin", "constant")
+SHAPES = ("box", "ball", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -64,9 +72,17 @@ class Target:
 
 @dataclass(frozen=True)
 class Problem:
-    """Inputs uniform on ``[low, high]^dimension``, a target and the squared loss;
-    or, with ``data``, a finite training set (then ``dimension`` is its number of
-    input columns and the box and target are not used)."""
+    """An input law, a target and the squared loss; or, with ``data``, a finite
+    training set (then ``dimension`` is its number of input columns and the input
+    law and target are not used).
+
+    Attributes:
+        shape: ``box`` (uniform on ``[low, high]^dimension``), ``ball`` (uniform on
+            the ball of radius ``radius`` around ``center``) or ``gaussian``
+            (``N(center, radius^2 I)``).
+        center: the center of a ball or Gaussian, one coordinate (repeated in every
+            dimension) or ``dimension`` of them; unused for a box.
+    """
 
     dimension: int = 1
     low: float = 0.0
@@ -74,6 +90,9 @@ class Problem:
     target: Target = Target()
     evaluation_size: int = 1024
     data: DataSource | None = None
+    shape: str = "box"
+    center: tuple[float, ...] = (0.0,)
+    radius: float = 1.0
 
     def __post_init__(self):
         if self.dimension < 1:
@@ -84,10 +103,48 @@ class Problem:
             )
         if self.evaluation_size < 2:
             raise ValueError("evaluation_size must be at least 2")
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown shape {self.shape!r}; allowed: {SHAPES}")
+        if len(self.center) not in (1, self.dimension):
+            raise ValueError(
+                f"center has {len(self.center)} coordinates; give 1 or {self.dimension}"
+            )
+        if not self.radius > 0:
+            raise ValueError(f"radius must be positive, got {self.radius}")
+
+    def center_vector(self) -> tuple[float, ...]:
+        """The center with ``dimension`` coordinates."""
+        if len(self.center) == 1:
+            return tuple(float(self.center[0]) for _ in range(self.dimension))
+        return tuple(float(value) for value in self.center)
+
+    def domain(self) -> Domain:
+        """The set the input law lives on (see :mod:`relutrap.domains`): for a data
+        set, the finite set of its training inputs."""
+        if self.data is not None:
+            return FiniteSet.of(load(self.data).train_inputs)
+        if self.shape == "ball":
+            return Ball(self.center_vector(), float(self.radius))
+        if self.shape == "gaussian":
+            return Gaussian(self.center_vector(), float(self.radius))
+        return Box(float(self.low), float(self.high), self.dimension)
+
+    def interval(self) -> tuple[float, float]:
+        """The range ``[lo, hi]`` of the first coordinate: ``[low, high]`` for a box,
+        ``center +- radius`` for a ball (in dimension 1, the ball itself) and for
+        Gaussian inputs (one standard deviation)."""
+        if self.shape == "box":
+            return self.low, self.high
+        center = self.center_vector()[0]
+        return center - self.radius, center + self.radius
 
     def teacher_width(self, arch: Architecture) -> int:
         """The width of the teacher of a student with architecture ``arch``."""
         return self.target.width or arch[1]
+
+    def uses_grid(self) -> bool:
+        """Whether the risk is estimated by the midpoint rule on an interval."""
+        return self.data is None and self.dimension == 1 and self.shape != "gaussian"
 
     def risk_method(self) -> str:
         """How the true risk is estimated, in words."""
@@ -96,21 +153,31 @@ class Problem:
             return (
                 f"empirical risk on the {size} training examples of {self.data.name()}"
             )
-        if self.dimension == 1:
-            cells = f"{self.evaluation_size} cells of [{self.low}, {self.high}]"
-            return f"midpoint rule on {cells}"
+        if self.uses_grid():
+            low, high = self.interval()
+            return f"midpoint rule on {self.evaluation_size} cells of [{low}, {high}]"
         return f"mean over {self.evaluation_size} fixed inputs drawn from the input law"
 
 
 def sample_inputs(key: jax.Array, problem: Problem, size: int, dtype) -> jax.Array:
-    """``size`` inputs drawn from the uniform law on the box, shape ``(size, d)``.
+    """``size`` inputs drawn from the input law, shape ``(size, d)``.
 
-    The draw is ``jax.random.uniform(key, (size, d), dtype, low, high)``, computed by
+    A uniform point of the ball is ``c + r U^(1/d) g / |g|``, ``g`` standard normal
+    and ``U`` uniform on (0, 1), independent.  A box's draw is
+    ``jax.random.uniform(key, (size, d), dtype, low, high)``, computed by
     :func:`relutrap.threefry.uniform`.
     """
-    return threefry.uniform(
-        key, (size, problem.dimension), dtype, problem.low, problem.high
-    )
+    d = problem.dimension
+    if problem.shape == "box":
+        return threefry.uniform(key, (size, d), dtype, problem.low, problem.high)
+    center = jnp.asarray(problem.center_vector(), dtype)
+    direction_key, radius_key = jax.random.split(key)
+    normal = jax.random.normal(direction_key, (size, d), dtype)
+    if problem.shape == "gaussian":
+        return center + problem.radius * normal
+    direction = normal / jnp.linalg.norm(normal, axis=1, keepdims=True)
+    length = jax.random.uniform(radius_key, (size, 1), dtype) ** (1.0 / d)
+    return center + problem.radius * length * direction
 
 
 def teacher_params(problem: Problem, width: int, dtype=jnp.float64) -> Params:
@@ -120,22 +187,23 @@ def teacher_params(problem: Problem, width: int, dtype=jnp.float64) -> Params:
     point ``p_j`` inside the box, so its kink hyperplane crosses the domain.  In
     dimension 1, ``u_j = +-1`` and the kinks are stratified,
     ``p_j = low + (high - low) (j + U_j) / width`` with ``U_j`` uniform on
-    ``(0.1, 0.9)``, hence pairwise distinct; in higher dimension the ``u_j`` are
-    uniform on the sphere and the ``p_j`` uniform on the middle 80% of the box, so the
-    hyperplanes are distinct with probability one.  The outgoing weights are
+    ``(0.1, 0.9)`` and ``[low, high]`` the problem's :meth:`Problem.interval`, hence
+    pairwise distinct; in higher dimension the ``u_j`` are uniform on the sphere and
+    the ``p_j`` inside the domain (see :func:`_teacher_points`), so the hyperplanes
+    are distinct with probability one.  The outgoing weights are
     ``+-U(0.5, 1.5)``, never zero, and the output bias is ``U(-0.5, 0.5)``.
     """
     rng = np.random.default_rng([problem.target.seed, width, problem.dimension])
     d = problem.dimension
-    span = problem.high - problem.low
     if d == 1:
+        low, high = problem.interval()
         directions = rng.choice([-1.0, 1.0], size=(1, width))
         offsets = (np.arange(width) + rng.uniform(0.1, 0.9, width)) / width
-        points = (problem.low + span * offsets)[None, :]
+        points = (low + (high - low) * offsets)[None, :]
     else:
         directions = rng.standard_normal((d, width))
         directions /= np.linalg.norm(directions, axis=0, keepdims=True)
-        points = problem.low + span * rng.uniform(0.1, 0.9, (d, width))
+        points = _teacher_points(problem, rng, width)
     biases = -np.sum(directions * points, axis=0)
     outgoing = rng.choice([-1.0, 1.0], size=(width, 1)) * rng.uniform(
         0.5, 1.5, (width, 1)
@@ -145,6 +213,19 @@ def teacher_params(problem: Problem, width: int, dtype=jnp.float64) -> Params:
         (jnp.asarray(directions, dtype), jnp.asarray(biases, dtype)),
         (jnp.asarray(outgoing, dtype), jnp.asarray(output_bias, dtype)),
     )
+
+
+def _teacher_points(problem: Problem, rng, width: int) -> np.ndarray:
+    """Points ``(d, width)`` inside the domain: uniform on the middle 80% of a box;
+    for a ball or Gaussian, ``c + 0.8 r u / sqrt(d)`` with ``u`` uniform on
+    ``[-1, 1]^d`` (inside the ball, within ``0.8 r`` of the center)."""
+    d = problem.dimension
+    if problem.shape == "box":
+        span = problem.high - problem.low
+        return problem.low + span * rng.uniform(0.1, 0.9, (d, width))
+    center = np.asarray(problem.center_vector())[:, None]
+    spread = 0.8 * problem.radius / np.sqrt(d)
+    return center + spread * rng.uniform(-1.0, 1.0, (d, width))
 
 
 def target_values(problem: Problem, arch: Architecture, inputs: jax.Array) -> jax.Array:
@@ -168,9 +249,9 @@ def evaluation_inputs(problem: Problem, dtype=jnp.float32) -> jax.Array:
     if problem.data is not None:
         return jnp.asarray(load(problem.data).train_inputs, dtype)
     n = problem.evaluation_size
-    if problem.dimension == 1:
-        span = problem.high - problem.low
-        midpoints = problem.low + span * (np.arange(n) + 0.5) / n
+    if problem.uses_grid():
+        low, high = problem.interval()
+        midpoints = low + (high - low) * (np.arange(n) + 0.5) / n
         return jnp.asarray(midpoints[:, None], dtype)
     key = jax.random.key(2**31 - 1)
     return sample_inputs(key, problem, n, dtype)

@@ -112,11 +112,29 @@ class Store:
     def spec(self) -> dict:
         return json.loads(self.experiment()["spec"])
 
-    def begin(self, spec: dict) -> None:
-        """Record the spec of a new output, or check it equals the stored one."""
+    def stored_spec(self) -> dict | None:
+        """The stored spec, or ``None`` for a new output."""
+        stored = self.experiment().get("spec")
+        return None if stored is None else json.loads(stored)
+
+    def begin(self, spec: dict, replace: bool = False) -> None:
+        """Record the spec of a new output, or check it equals the stored one.
+
+        With ``replace`` a different stored spec is replaced (the caller has checked
+        that the new one extends it) and the time of the change recorded.
+        """
         stored = self.experiment().get("spec")
         text = json.dumps(spec, sort_keys=True)
-        if stored is None:
+        if stored is not None and stored != text and replace:
+            with self.connection:
+                self.connection.executemany(
+                    "INSERT OR REPLACE INTO experiment VALUES (?, ?)",
+                    [
+                        ("spec", text),
+                        ("extended", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+                    ],
+                )
+        elif stored is None:
             with self.connection:
                 entries = {
                     "spec": text,
@@ -135,7 +153,8 @@ class Store:
             raise StoreError(
                 f"{self.directory} holds the results of a different spec "
                 f"(it differs in: {', '.join(differing)}); run it with its own spec "
-                "to resume, or choose another --out"
+                "to resume, add --extend to add runs or cells to it, or choose "
+                "another --out"
             )
 
     def add_cell(
@@ -147,9 +166,13 @@ class Store:
         optimal_risk: float | None,
         target_variance: float,
     ) -> None:
+        """Record a cell, or update the planned runs and grid position of a stored
+        one (an extended spec may plan more runs and insert cells)."""
         with self.connection:
             self.connection.execute(
-                "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(cell) DO UPDATE SET runs = excluded.runs, "
+                "position = excluded.position",
                 (
                     cell.identity,
                     position,
