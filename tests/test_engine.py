@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+import engine_reference
 from relutrap import engine, optimizers
 from relutrap.init import Initialization
 from relutrap.problems import Problem, Target
@@ -189,3 +190,39 @@ def test_a_constant_target_is_judged_by_its_absolute_risk(make_cell):
     expected = ~(outcomes.final_risk <= cell.tolerance)
     np.testing.assert_array_equal(observed, expected)
     assert not np.any(engine.certified_nonconvergent(cell, outcomes))
+
+
+def _assert_same_outcomes(mine, expected, rtol=1e-6):
+    np.testing.assert_array_equal(mine.run_index, expected.run_index)
+    np.testing.assert_allclose(
+        mine.checkpoint_risk, expected.checkpoint_risk, rtol=rtol
+    )
+    np.testing.assert_array_equal(mine.diverged_step, expected.diverged_step)
+    np.testing.assert_array_equal(mine.collapsed, expected.collapsed)
+    for name in CENSUS:
+        np.testing.assert_array_equal(getattr(mine, name), getattr(expected, name))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"hidden": (4, 3), "optimizer": "nesterov"}, {"dtype": "float64"}],
+    ids=["shallow-adam", "deep-nesterov", "float64"],
+)
+def test_fast_engine_equals_the_obvious_one(changes, make_cell):
+    cell = make_cell(**changes)
+
+    mine = engine.train_runs(cell, SEED, range(16))
+    expected = engine_reference.train_runs(cell, SEED, range(16))
+
+    _assert_same_outcomes(mine, expected)
+
+
+def test_groups_and_padding_change_no_run(make_cell, monkeypatch):
+    cell = make_cell(hidden=(3, 2))
+    whole = engine.train_runs(cell, SEED, range(10))
+
+    monkeypatch.setattr(engine, "GROUP_RUNS", 4)
+    grouped = engine.train_runs(cell, SEED, range(10))
+
+    _assert_same_outcomes(grouped, whole)
+    assert len(np.unique(grouped.final_risk)) == 10

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from relutrap import threefry
 from relutrap.datasets import DataSource, best_constant_is_optimal, load
 from relutrap.domains import Ball, Box, Domain, FiniteSet, Gaussian
 from relutrap.networks import Architecture, Params, hidden_widths, realization
@@ -162,11 +163,13 @@ def sample_inputs(key: jax.Array, problem: Problem, size: int, dtype) -> jax.Arr
     """``size`` inputs drawn from the input law, shape ``(size, d)``.
 
     A uniform point of the ball is ``c + r U^(1/d) g / |g|``, ``g`` standard normal
-    and ``U`` uniform on (0, 1), independent.
+    and ``U`` uniform on (0, 1), independent.  A box's draw is
+    ``jax.random.uniform(key, (size, d), dtype, low, high)``, computed by
+    :func:`relutrap.threefry.uniform`.
     """
     d = problem.dimension
     if problem.shape == "box":
-        return jax.random.uniform(key, (size, d), dtype, problem.low, problem.high)
+        return threefry.uniform(key, (size, d), dtype, problem.low, problem.high)
     center = jnp.asarray(problem.center_vector(), dtype)
     direction_key, radius_key = jax.random.split(key)
     normal = jax.random.normal(direction_key, (size, d), dtype)
