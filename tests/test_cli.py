@@ -287,7 +287,7 @@ def test_bound_on_other_domains():
 
 def test_bound_on_a_file_of_points(tmp_path):
     points = tmp_path / "points.csv"
-    points.write_text("0.2\n0.9\n0.5\n")
+    points.write_text("x,label\n0.2,a\n0.9,b\n0.5,c\n")
 
     on_points = json.loads(
         _bound("--arch", "1,3,1", "--points", points, "--format", "json").stdout
@@ -299,6 +299,28 @@ def test_bound_on_a_file_of_points(tmp_path):
     assert on_points["layers"][0]["neuron"]["value"] == pytest.approx(
         on_hull["layers"][0]["neuron"]["value"]
     )
+
+
+def test_bound_reads_the_points_named_by_inputs_and_refuses_a_bad_file(tmp_path):
+    points = tmp_path / "points.csv"
+    points.write_text("x,y,z\n0.2,5,1\n0.9,6,2\n")
+    twice = tmp_path / "twice.csv"
+    twice.write_text("x,x\n1,2\n")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("x\n")
+
+    chosen = _bound("--arch", "2,3,1", "--points", points, "--inputs", "x,z")
+    too_many = _bound("--arch", "2,3,1", "--points", points)
+    duplicate = _bound("--arch", "1,3,1", "--points", twice)
+    empty = _bound("--arch", "1,3,1", "--points", header_only)
+
+    assert chosen.exit_code == 0, chosen.output
+    assert too_many.exit_code == 2
+    assert "dimension 3 (columns x, y, z)" in words(too_many.output)
+    assert duplicate.exit_code == 2
+    assert "line 1, column 'x': duplicate column name" in words(duplicate.output)
+    assert empty.exit_code == 2
+    assert "no data rows" in words(empty.output)
 
 
 @pytest.mark.parametrize(
@@ -315,6 +337,10 @@ def test_bound_on_a_file_of_points(tmp_path):
         (["--arch", "1,8,1", "--shape", "ball", "--domain", "0,1"], "--domain"),
         (["--arch", "1,8,1", "--shape", "cube"], "--shape"),
         (["--arch", "1,8,1", "--points", "/nonexistent.csv"], "--points"),
+        (["--arch", "1,8,1", "--radius", "2"], "--radius"),
+        (["--arch", "1,8,1", "--center", "0"], "--center"),
+        (["--arch", "1,8,1", "--inputs", "x"], "--inputs"),
+        (["--arch", "1,8,1", "--format", "csv"], "--format"),
     ],
 )
 def test_bound_refuses_bad_arguments_naming_the_option(arguments, option):

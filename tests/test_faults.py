@@ -1,6 +1,7 @@
 """Faults and bad input: killed sweeps, two writers, bad specs on the command line."""
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -47,6 +48,13 @@ LONG_TOML = (
 
 def words(text: str) -> str:
     return " ".join(text.split())
+
+
+def assert_error_alone(stderr: str) -> None:
+    """A refused study prints its error and neither the plan nor a progress line."""
+    assert "error:" in stderr
+    assert "chunks of up to" not in stderr
+    assert re.search(r"\d+/\d+\s+runs", stderr) is None
 
 
 def output_state(directory: Path) -> dict[str, bytes]:
@@ -182,6 +190,8 @@ def test_an_address_where_no_cluster_listens_fails_at_once(stored_study, tmp_pat
     assert result.exit_code == 1, result.output
     assert f"cannot reach a Ray cluster at {address}" in words(result.stderr)
     assert time.monotonic() - started < 60
+    assert_error_alone(result.stderr)
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_address_without_the_ray_backend_is_refused(stored_study):
@@ -209,7 +219,82 @@ def test_extending_with_a_changed_cell_exits_2_naming_the_field(
 
     assert result.exit_code == 2, result.output
     assert "steps (30 -> 40)" in words(result.stderr)
+    assert_error_alone(result.stderr)
     assert output_state(stored_study) == before
+
+
+def test_a_plain_rerun_of_a_changed_cell_names_the_field(
+    stored_study, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = tmp_path / "changed.toml"
+    spec.write_text(TINY_TOML.replace("steps = 30", "steps = 40"))
+    before = output_state(stored_study)
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(stored_study)])
+
+    assert result.exit_code == 2, result.output
+    message = words(result.stderr)
+    assert "differs in: parts" in message
+    assert "steps (30 -> 40)" in message
+    assert "--extend cannot add to it either" in message
+    assert output_state(stored_study) == before
+
+
+def test_summary_of_an_unfinished_sweep_counts_the_cells_never_started(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spec = tmp_path / "two.toml"
+    spec.write_text(TINY_TOML.replace("width = [3]", "width = [2, 3]"))
+    out = tmp_path / "out"
+    backends.run_experiment(load_spec(spec), out)
+    # What a sweep killed before the second cell leaves: its cell row, no runs.
+    with sqlite3.connect(out / DATABASE) as connection:
+        (second,) = connection.execute(
+            "SELECT cell FROM cells ORDER BY position DESC LIMIT 1"
+        ).fetchone()
+        connection.execute("DELETE FROM runs WHERE cell = ?", (second,))
+    connection.close()
+
+    table = CliRunner().invoke(app, ["summary", str(out)])
+    listing = CliRunner().invoke(app, ["summary", str(out), "--format", "json"])
+
+    assert table.exit_code == 0, table.output
+    assert "incomplete: 8 of 16 runs stored, 1 cells not started" in words(table.output)
+    assert "partial grid" in words(table.output)
+    incomplete = json.loads(listing.stdout)["incomplete"]
+    assert incomplete["runs_stored"] == 8
+    assert incomplete["runs_planned"] == 16
+    assert len(incomplete["cells_not_started"]) == 1
+
+
+def test_an_output_that_is_a_file_exits_2_before_the_plan(stored_study, tmp_path):
+    spec = stored_study.parent / "tiny.toml"
+    out = tmp_path / "results.txt"
+    out.write_text("not a study")
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out)])
+
+    assert result.exit_code == 2, result.output
+    assert f"--out {out} exists and is not a directory" in words(result.stderr)
+    assert_error_alone(result.stderr)
+    assert out.read_text() == "not a study"
+
+
+def test_extending_with_a_new_name_keeps_the_runs(stored_study, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / DATABASE).write_bytes((stored_study / DATABASE).read_bytes())
+    before = stored_runs(out)
+    spec = tmp_path / "renamed.toml"
+    spec.write_text(TINY_TOML.replace('name = "tiny"', 'name = "tiny2"'))
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(out), "--extend"])
+
+    assert result.exit_code == 0, result.output
+    assert stored_runs(out) == before
 
 
 def relutrap(*arguments, cache: Path) -> subprocess.Popen:

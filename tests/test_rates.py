@@ -78,12 +78,14 @@ def test_theoretical_lines():
     assert math.isnan(log_survival(None))
 
 
-def _record(width, depth, count, runs, part="w", optimizer="adam"):
+def _record(width, depth, count, runs, part="w", optimizer="adam", scheme="normal"):
     proportion = {"count": count, "runs": runs}
-    p = 3 / 8
+    p = 3 / 8 if scheme == "normal" else 1 / 8
     return {
         "part": part,
         "optimizer": optimizer,
+        "init": scheme,
+        "initialization": {"scheme": scheme, "bias": "default"},
         "convention": "book",
         "settings": {},
         "schedule": {"kind": "constant"},
@@ -125,3 +127,21 @@ def test_rates_of_a_study_pair_each_fit_with_the_theoretical_slope():
     assert ("width", "observed_nonconvergent") not in by_event
     # Depth 1 only: nothing to fit along the depth.
     assert not any(fit["axis"] == "depth" for fit in fits)
+
+
+def test_rates_fit_each_initialization_apart_and_name_it():
+    records = [
+        _record(width, 1, count, 100, scheme=scheme)
+        for scheme, counts in (("normal", (40, 60, 80)), ("uniform", (10, 20, 30)))
+        for width, count in zip((1, 2, 4), counts)
+    ]
+
+    fits = [f for f in rates(records) if f["event"] == "some_first_layer_inactive"]
+
+    assert len(fits) == 2
+    assert [fit["positions"] for fit in fits] == [[1, 2, 4], [1, 2, 4]]
+    schemes = [fit["held_fixed"]["initialization"]["scheme"] for fit in fits]
+    assert schemes == ["normal", "uniform"]
+    p = {"normal": 3 / 8, "uniform": 1 / 8}
+    for fit, scheme in zip(fits, schemes):
+        assert fit["theory_slope"] == pytest.approx(math.log(1 - p[scheme]))

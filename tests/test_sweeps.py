@@ -9,7 +9,7 @@ from relutrap import backends
 from relutrap.api import summary
 from relutrap.cli import app
 from relutrap.experiment import SpecError, cells, parse_spec
-from relutrap.store import DATABASE, StoreError
+from relutrap.store import DATABASE, StoreError, open_for_reading
 from stored import assert_same_runs, stored_runs
 
 
@@ -189,3 +189,36 @@ def test_the_summary_table_shows_the_init_schemes_a_study_varies(
             line for line in plain.stdout.splitlines() if "arch." in line
         ).split()
     )
+
+
+def test_extend_accepts_a_new_name_and_description_and_stores_them(
+    stored, tiny_spec, tmp_path
+):
+    out = copy_of(stored, tmp_path)
+    before = stored_runs(out)
+    tiny_spec.update(name="renamed", description="the same runs, relabelled")
+
+    backends.run_experiment(parse_spec(tiny_spec), out, extend=True)
+
+    with open_for_reading(out) as store:
+        assert store.spec()["name"] == "renamed"
+        assert store.spec()["description"] == "the same runs, relabelled"
+    assert stored_runs(out) == before
+
+
+def test_zero_steps_store_the_census_at_initialization_of_the_same_runs(
+    stored, tiny_spec, tmp_path
+):
+    tiny_spec["parts"][0]["steps"] = 0
+
+    backends.run_experiment(parse_spec(tiny_spec), tmp_path / "init")
+
+    trained = sorted(stored_runs(stored).values(), key=lambda row: row["run_index"])
+    untrained = sorted(
+        stored_runs(tmp_path / "init").values(), key=lambda row: row["run_index"]
+    )
+    assert len(untrained) == len(trained) == 8
+    for before, after in zip(untrained, trained):
+        assert before["census"]["certified_init"] == after["census"]["certified_init"]
+        assert before["certified_first_layer"] == after["certified_first_layer"]
+        assert before["revived"] == 0

@@ -208,6 +208,7 @@ def summarize_cell(
         "steps": cell.steps,
         "batch_size": cell.batch_size,
         "init": cell.init.scheme,
+        "initialization": dataclasses.asdict(cell.init),
         "target": cell.problem.target.kind if cell.problem.data is None else None,
         "data": None if cell.problem.data is None else cell.problem.data.name(),
         "domain": None
@@ -308,6 +309,38 @@ def summarize(store: Store, custom: dict | None = None) -> list[dict]:
     return records
 
 
+def completeness(store: Store) -> dict | None:
+    """How much of the stored spec's grid holds runs; ``None`` where all of it.
+
+    The expected cells come from the stored spec, so cells a stopped sweep never
+    started count too.  Returns ``runs_stored`` and ``runs_planned`` (over every
+    expected cell), ``cells_planned``, ``cells_not_started`` (the labels of the
+    cells without any run) and ``cells_unfinished`` (those with some runs, fewer than
+    planned).
+    """
+    spec = parse_spec(store.spec(), "stored spec")
+    stored, planned = 0, 0
+    not_started, unfinished = [], []
+    expected = expand_cells(spec)
+    for cell, runs in expected:
+        count = len(store.stored_runs(cell))
+        stored += min(count, runs)
+        planned += runs
+        if count == 0:
+            not_started.append(cell.label())
+        elif count < runs:
+            unfinished.append(cell.label())
+    if stored >= planned:
+        return None
+    return {
+        "runs_stored": stored,
+        "runs_planned": planned,
+        "cells_planned": len(expected),
+        "cells_not_started": not_started,
+        "cells_unfinished": unfinished,
+    }
+
+
 def flatten(record: dict) -> dict:
     """A summary record with nested proportions spread into flat columns."""
     flat = {}
@@ -342,19 +375,29 @@ RATE_EVENTS = {
 }
 
 
-def _group(record: dict) -> tuple:
-    """What a rate fit holds fixed besides the other axis: the part and the
-    optimizer with all of its settings."""
-    return (
-        record["part"],
-        record["optimizer"],
-        record["convention"],
-        json.dumps(record["settings"], sort_keys=True),
-        json.dumps(record["schedule"], sort_keys=True),
-        record["learning_rate"],
-        record["steps"],
-        record["batch_size"],
-    )
+# Every factor of a cell besides its architecture: a rate fit holds all of them fixed.
+HELD_FIXED = (
+    "part",
+    "optimizer",
+    "convention",
+    "settings",
+    "schedule",
+    "learning_rate",
+    "steps",
+    "batch_size",
+    "initialization",
+    "activation",
+    "negative_slope",
+    "target",
+    "data",
+    "domain",
+    "tolerance",
+)
+
+
+def _held_fixed(record: dict) -> dict:
+    """The factors of a record's cell that a rate fit through it holds fixed."""
+    return {name: record.get(name) for name in HELD_FIXED}
 
 
 def _uniform_width(record: dict) -> int | None:
@@ -366,7 +409,10 @@ def rates(records: list[dict]) -> list[dict]:
     """Fits of ``log(1 - P)`` against the width (at fixed depth) and the depth (at
     fixed width, architectures of equal hidden widths) for every part and optimizer
     with at least two positions, next to the slope of the theoretical
-    ``log(1 - P)`` through the same positions.
+    ``log(1 - P)`` through the same positions.  A fit pools only cells equal in
+    every factor but the architecture (``held_fixed``: the part, the
+    initialization, the optimizer with its settings, steps and batch size, the
+    activation and the problem), so no two cells share a position.
 
     For the event "some first-layer neuron certified inactive" the theoretical line
     is exact, slope ``log(1 - p)`` (when ``p`` does not depend on the width); for the
@@ -376,7 +422,7 @@ def rates(records: list[dict]) -> list[dict]:
     """
     series: dict[tuple, list[dict]] = {}
     for record in records:
-        base = _group(record)
+        base = (json.dumps(_held_fixed(record), sort_keys=True),)
         series.setdefault(base + ("width", record["depth"]), []).append(record)
         width = _uniform_width(record)
         if width is not None:
@@ -410,6 +456,7 @@ def rates(records: list[dict]) -> list[dict]:
                     "learning_rate": members[0]["learning_rate"],
                     "axis": axis,
                     "fixed": {"depth" if axis == "width" else "width": fixed},
+                    "held_fixed": _held_fixed(members[0]),
                     "positions": positions,
                     "event": event,
                     "slope": None if fit is None else fit.slope,

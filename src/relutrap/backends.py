@@ -26,6 +26,7 @@ fail, once: it creates the file ``MARKER`` and then exits its worker process at 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import time
@@ -46,7 +47,7 @@ from relutrap.experiment import (
     parse_spec,
 )
 from relutrap.problems import optimal_risk
-from relutrap.store import open_for_writing
+from relutrap.store import StoreError, check_output, open_for_writing
 
 BACKENDS = ("local", "ray")
 RAY_INSTALL = "pip install 'relutrap[ray]'"
@@ -131,8 +132,13 @@ def run_experiment(
     address: str | None = None,
     extend: bool = False,
     workers: int | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> None:
     """Train every run of ``spec`` not yet in the store at ``directory``.
+
+    Everything that can refuse the study is checked before anything is written:
+    the output, the Ray cluster (connected before the store is created) and the
+    spec against the stored one.  A failed check leaves no new file behind.
 
     Args:
         on_progress: called with a number of runs, the label of their cell, and
@@ -146,6 +152,8 @@ def run_experiment(
         extend: accept a spec that adds runs to stored cells or adds cells; any
             other change to a stored spec is refused.
         workers: CPUs of a local Ray cluster (all of this machine's by default).
+        on_start: called once every check has passed, before the first call of
+            ``on_progress``.
 
     Raises:
         SpecError: a ``custom:`` optimizer was not given, or ``extend`` cannot
@@ -163,11 +171,16 @@ def run_experiment(
         cell.identity: engine.target_variance(cell) for cell, _ in planned_cells
     }
 
-    with open_for_writing(directory) as store, _cluster(backend, address, workers):
+    check_output(directory)
+    with _cluster(backend, address, workers), open_for_writing(directory) as store:
         stored_spec = store.stored_spec()
         if extend and stored_spec is not None:
             check_extension(parse_spec(stored_spec, "stored spec"), spec)
+        elif stored_spec is not None:
+            _check_same_spec(store, stored_spec, spec)
         store.begin(spec.model_dump(mode="json"), replace=extend)
+        if on_start is not None:
+            on_start()
         for position, (cell, runs) in enumerate(planned_cells):
             store.add_cell(
                 cell,
@@ -201,6 +214,34 @@ def run_experiment(
                 report(len(chunk.runs), cell.label(), True)
         finally:
             outcomes.close()
+
+
+def _check_same_spec(store, stored_spec: dict, spec: ExperimentSpec) -> None:
+    """Refuse a spec other than the stored one, naming what differs as precisely
+    as ``--extend`` does (:func:`relutrap.experiment.check_extension`)."""
+    given = spec.model_dump(mode="json")
+    if json.dumps(given, sort_keys=True) == json.dumps(stored_spec, sort_keys=True):
+        return
+    differing = sorted(
+        key
+        for key in set(given) | set(stored_spec)
+        if given.get(key) != stored_spec.get(key)
+    )
+    try:
+        check_extension(parse_spec(stored_spec, "stored spec"), spec)
+    except SpecError as error:
+        detail = str(error).removesuffix("; extending may only add runs or cells")
+        raise StoreError(
+            f"{store.directory} holds the results of a different spec (it differs "
+            f"in: {', '.join(differing)}; {detail}); --extend cannot add to it "
+            "either; run it with its own spec to resume, or choose another --out"
+        ) from None
+    raise StoreError(
+        f"{store.directory} holds the results of a different spec (it differs in: "
+        f"{', '.join(differing)}; the new spec only adds runs or cells); run it with "
+        "its own spec to resume, add --extend to add runs or cells to it, or choose "
+        "another --out"
+    )
 
 
 def _local_outcomes(to_train, seed, transforms) -> Iterator[tuple[Chunk, object]]:

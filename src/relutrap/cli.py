@@ -45,6 +45,11 @@ class Format(StrEnum):
     csv = "csv"
 
 
+class BoundFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
 def _fail(message: str, code: int = SPEC_ERROR):
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
@@ -118,12 +123,6 @@ def run(
     chunks, _ = backends.plan(parsed)
     total = backends.total_runs(parsed)
     largest = max((chunk.planned for chunk in chunks), default=0)
-    console.print(
-        f"{parsed.name}: {len(backends.cells(parsed))} cells, {total:,} runs in "
-        f"{len(chunks):,} chunks of up to {largest:,} runs (memory budget "
-        f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
-        highlight=False,
-    )
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -131,47 +130,64 @@ def run(
         TextColumn("runs  {task.fields[rate]}  {task.fields[remaining]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    progress = Progress(*columns, console=console, transient=False)
+    task = None
+    started = time.monotonic()
+    trained = 0
+
+    def start() -> None:
+        # Called once the output, the spec and the backend have passed their
+        # checks: a refused study prints its error alone.
+        nonlocal task, started
+        console.print(
+            f"{parsed.name}: {len(backends.cells(parsed))} cells, {total:,} runs in "
+            f"{len(chunks):,} chunks of up to {largest:,} runs (memory budget "
+            f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
+            highlight=False,
+        )
+        progress.start()
         task = progress.add_task(parsed.name, total=total, rate="", remaining="")
         started = time.monotonic()
-        trained = 0
 
-        def advance(count: int, label: str, computed: bool) -> None:
-            nonlocal trained
-            progress.advance(task, count)
-            done = progress.tasks[task].completed
-            if not computed:
-                progress.update(task, description=label)
-                if not console.is_terminal:
-                    console.print(
-                        f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
-                        highlight=False,
-                    )
-                return
-            trained += count
-            rate, remaining = _speed(trained, time.monotonic() - started, total - done)
-            progress.update(task, rate=rate, remaining=remaining, description=label)
+    def advance(count: int, label: str, computed: bool) -> None:
+        nonlocal trained
+        progress.advance(task, count)
+        done = progress.tasks[task].completed
+        if not computed:
+            progress.update(task, description=label)
             if not console.is_terminal:
                 console.print(
-                    f"{done:.0f}/{total} runs  {rate}  {remaining}  {label}",
+                    f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
                     highlight=False,
                 )
-
-        try:
-            backends.run_experiment(
-                parsed,
-                out,
-                advance,
-                backend=backend.value,
-                address=address,
-                extend=extend,
-                workers=workers,
+            return
+        trained += count
+        rate, remaining = _speed(trained, time.monotonic() - started, total - done)
+        progress.update(task, rate=rate, remaining=remaining, description=label)
+        if not console.is_terminal:
+            console.print(
+                f"{done:.0f}/{total} runs  {rate}  {remaining}  {label}",
+                highlight=False,
             )
-        except (StoreError, SpecError) as error:
-            _fail(str(error))
-        except backends.BackendError as error:
-            _fail(str(error), code=1)
+
+    try:
+        backends.run_experiment(
+            parsed,
+            out,
+            advance,
+            backend=backend.value,
+            address=address,
+            extend=extend,
+            workers=workers,
+            on_start=start,
+        )
         progress.update(task, description=parsed.name)
+    except (StoreError, SpecError) as error:
+        _fail(str(error))
+    except backends.BackendError as error:
+        _fail(str(error), code=1)
+    finally:
+        progress.stop()
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
 
 
@@ -305,7 +321,26 @@ def _slope(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _rates_table(fits: list[dict]) -> Table:
+def _varying(fits: list[dict]) -> list[str]:
+    """The held-fixed factors, besides part, optimizer and learning rate, that
+    differ between fits: the ones a reader needs to tell the rows apart."""
+    shown = {"part", "optimizer", "learning_rate"}
+    names = dict.fromkeys(name for fit in fits for name in fit["held_fixed"])
+
+    def values(name: str) -> set[str]:
+        return {json.dumps(fit["held_fixed"].get(name), sort_keys=True) for fit in fits}
+
+    return [name for name in names if name not in shown and len(values(name)) > 1]
+
+
+def _factor(value) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{key}={item}" for key, item in value.items())
+    return str(value)
+
+
+def _rates_table(fits: list[dict], partial: bool = False) -> Table:
+    varying = _varying(fits)
     table = Table(
         title="Rates: log(1 - P) against width or depth (95% profile-likelihood "
         "intervals)",
@@ -313,11 +348,18 @@ def _rates_table(fits: list[dict]) -> Table:
             "measured: binomial maximum-likelihood slope of log(1 - P) = a + b x; "
             "theory: slope of log(1 - P) through the same positions from the exact "
             "certified probabilities (width: 1-(1-p)^l1, log(1-p) per neuron; depth: "
-            "some certified neuron, or certified collapse).  n/a: not identified."
+            "some certified neuron, or certified collapse).  n/a: not identified.  "
+            "Each fit holds every other factor of its cells fixed."
+            + (
+                "  The study is incomplete: these fits use a partial grid."
+                if partial
+                else ""
+            )
         ),
     )
-    for name in ("part", "optimizer", "lr", "axis", "fixed", "positions", "event"):
-        table.add_column(name)
+    for name in ("part", "optimizer", "lr", *varying, "axis", "fixed", "positions"):
+        table.add_column(name.replace("_", " "))
+    table.add_column("event")
     for name in ("measured slope", "interval", "theory slope"):
         table.add_column(name, justify="right")
     for fit in fits:
@@ -331,6 +373,7 @@ def _rates_table(fits: list[dict]) -> Table:
             fit["part"],
             fit["optimizer"],
             f"{fit['learning_rate']:g}",
+            *(_factor(fit["held_fixed"].get(name)) for name in varying),
             fit["axis"],
             f"{fixed_name} {fixed_value}",
             ",".join(str(x) for x in fit["positions"]),
@@ -350,13 +393,15 @@ def summary(
     ] = Format.table,
 ):
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
-    from relutrap.analysis import flatten, rates
+    from relutrap.analysis import completeness, flatten, rates
     from relutrap.api import summary as read_summary
     from relutrap.experiment import SpecError
-    from relutrap.store import StoreError
+    from relutrap.store import StoreError, open_for_reading
 
     try:
         records = read_summary(directory)
+        with open_for_reading(directory) as store:
+            incomplete = completeness(store)
     except (StoreError, SpecError) as error:
         _fail(str(error))
     for record in records:
@@ -386,7 +431,11 @@ def summary(
                 highlight=False,
             )
     if format is Format.json:
-        json.dump({"cells": records, "rates": rates(records)}, sys.stdout, indent=2)
+        json.dump(
+            {"cells": records, "rates": rates(records), "incomplete": incomplete},
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     elif format is Format.csv:
         rows = [flatten(record) for record in records]
@@ -399,15 +448,21 @@ def summary(
         wide.print(_table(records))
         fits = rates(records)
         if fits:
-            wide.print(_rates_table(fits))
-    incomplete = [r for r in records if r["runs"] < r["planned_runs"]]
-    if incomplete or not records:
+            wide.print(_rates_table(fits, partial=incomplete is not None))
+    if not records:
+        console.print(
+            f"[bold yellow]warning:[/] no run of {directory} has finished yet"
+        )
+    elif incomplete is not None:
+        not_started = incomplete["cells_not_started"]
         console.print(
             f"[bold yellow]warning:[/] the study in {directory} is incomplete: "
-            f"{len(incomplete)} cell(s) hold fewer runs than planned; run it again "
-            "with the same spec to finish it"
-            if records
-            else f"[bold yellow]warning:[/] no run of {directory} has finished yet"
+            f"{incomplete['runs_stored']} of {incomplete['runs_planned']} runs "
+            f"stored, {len(not_started)} cells not started, "
+            f"{len(incomplete['cells_unfinished'])} unfinished; the rate fits use a "
+            "partial grid; run it again with the same spec to finish it"
+            + (f" (not started: {', '.join(not_started)})" if not_started else ""),
+            highlight=False,
         )
 
 
@@ -456,24 +511,22 @@ def _numbers(option: str, text: str, kind=float) -> list:
         _fail(f"{option}: expected comma-separated numbers, got {text!r}")
 
 
-def _read_points(path: Path):
-    """The rows of a CSV or ``.npy`` file as a finite set of inputs."""
-    import numpy as np
-
+def _read_points(path: Path, inputs: str | None, target: str | None):
+    """The rows of a data file as a finite set of inputs, read as a data set is,
+    and the names of the columns taken."""
+    from relutrap import datasets
     from relutrap.domains import FiniteSet
 
+    columns = ()
+    if inputs is not None:
+        columns = tuple(name.strip() for name in inputs.split(","))
+        if not all(columns):
+            _fail(f"--inputs: give column names as a,b,...; got {inputs!r}")
     try:
-        if path.suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            array = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (OSError, ValueError) as error:
-        _fail(f"--points: cannot read {path}: {error}")
-    if array.ndim == 1:
-        array = array[:, None]
-    if array.ndim != 2 or len(array) == 0 or not np.all(np.isfinite(array)):
-        _fail(f"--points: {path} must hold a non-empty table of finite numbers")
-    return FiniteSet.of(array)
+        points, columns = datasets.read_points(path, columns, target or "")
+    except datasets.DataError as error:
+        _fail(f"--points: {error}")
+    return FiniteSet.of(points), columns
 
 
 def _probability(p) -> str:
@@ -504,20 +557,38 @@ def bound(
     ] = None,
     shape: Annotated[Shape, typer.Option("--shape", help="Input law.")] = Shape.box,
     center: Annotated[
-        str,
-        typer.Option("--center", help="Center of a ball or Gaussian: c or c1,..,cd."),
-    ] = "0",
+        str | None,
+        typer.Option(
+            "--center", help="Center of a ball or Gaussian: c or c1,..,cd [0]."
+        ),
+    ] = None,
     radius: Annotated[
-        float,
-        typer.Option("--radius", help="Ball radius, or Gaussian standard deviation."),
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            "--radius", help="Ball radius, or Gaussian standard deviation [1]."
+        ),
+    ] = None,
     points: Annotated[
         Path | None,
-        typer.Option("--points", help="Finite set of inputs: a CSV or .npy table."),
+        typer.Option(
+            "--points",
+            help="Finite set of inputs: a data file (CSV with a header, .npy, .npz).",
+        ),
+    ] = None,
+    inputs_option: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Columns of --points as a,b,...; default: every numeric column.",
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="A column of --points to leave out."),
     ] = None,
     format: Annotated[
-        Format, typer.Option("--format", help="Output format (table or json).")
-    ] = Format.table,
+        BoundFormat, typer.Option("--format", help="Output format.")
+    ] = BoundFormat.table,
 ):
     """What the theory guarantees at initialization: the probability that a neuron,
     some neuron, or a whole layer is certified inactive on the input domain."""
@@ -541,14 +612,33 @@ def bound(
     if not math.isfinite(bias_value):
         _fail(f"--bias-value: must be finite, got {bias_value}")
     dimension = widths[0]
+    given = {
+        "--domain": domain is not None,
+        "--center": center is not None,
+        "--radius": radius is not None,
+        "--inputs": inputs_option is not None,
+        "--target": target is not None,
+    }
     if points is not None:
-        if domain is not None or shape is not Shape.box:
-            _fail("--points: give either --points or a --domain/--shape, not both")
-        inputs = _read_points(points)
+        allowed = ("--inputs", "--target")
+        if shape is not Shape.box:
+            _fail("--shape: give either --points or a --shape, not both")
+        chosen = "--points"
+    else:
+        allowed = ("--domain",) if shape is Shape.box else ("--center", "--radius")
+        chosen = f"--shape {shape.value}"
+    for option, present in given.items():
+        if present and option not in allowed:
+            _fail(
+                f"{option}: does not apply to {chosen}; it takes {', '.join(allowed)}"
+            )
+    if points is not None:
+        inputs, columns = _read_points(points, inputs_option, target)
         if inputs.dimension != dimension:
             _fail(
-                f"--points: {points} has points of dimension {inputs.dimension}, "
-                f"the architecture's input dimension is {dimension}"
+                f"--points: {points} has points of dimension {inputs.dimension} "
+                f"(columns {', '.join(columns)}), the architecture's input dimension "
+                f"is {dimension}; choose the columns with --inputs"
             )
     elif shape is Shape.box:
         low_high = _numbers("--domain", domain or "0,1")
@@ -558,8 +648,8 @@ def bound(
             _fail(f"--domain: must be finite, got {domain}")
         inputs = Box(low_high[0], low_high[1], dimension)
     else:
-        if domain is not None:
-            _fail(f"--domain: only for a box; a {shape.value} takes --center, --radius")
+        center = "0" if center is None else center
+        radius = 1.0 if radius is None else radius
         coordinates = _numbers("--center", center)
         if len(coordinates) == 1:
             coordinates = coordinates * dimension
@@ -586,7 +676,7 @@ def bound(
             "domain, so the theorem's premise fails for the first layer."
         )
 
-    if format is Format.json:
+    if format is BoundFormat.json:
         record = {
             "architecture": list(widths),
             "init": {
@@ -603,8 +693,6 @@ def bound(
         json.dump(record, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    if format is Format.csv:
-        _fail("--format: bound prints a table or json")
     table = Table(
         title=f"Certified inactivity at init: {'-'.join(map(str, widths))}, {init}, "
         f"{inputs.describe()}",

@@ -120,6 +120,13 @@ def _csv_lines(path: Path, text: str) -> tuple[list[int], int]:
         header = next(reader)
     except StopIteration:
         raise DataError(f"{path}: empty file, no header line") from None
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise DataError(
+                f"{path}, line 1, column {name!r}: duplicate column name in the header"
+            )
+        seen.add(name)
     lines = []
     start = reader.line_num + 1
     for record in reader:
@@ -245,22 +252,30 @@ def _numeric(label: str, name: str, values: np.ndarray, where: list[str]) -> np.
     return numbers
 
 
+def _read_file(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The raw columns of a CSV or NumPy file and where each row lies."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise DataError(f"{path}: unknown kind of file; allowed: {SUFFIXES}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    return _read_csv(path) if suffix == ".csv" else _read_numpy(path)
+
+
+def _header(path: Path | str) -> str:
+    return "line 1" if str(path).lower().endswith(".csv") else "columns"
+
+
 def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     """The raw inputs ``(N, d)`` and targets ``(N,)`` of ``source``, validated, with
     the input columns' names and the target's name."""
     if source.path:
-        path = Path(source.path)
-        label = str(path)
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
-        if not path.is_file():
-            raise DataError(f"{path}: not a file")
-        suffix = path.suffix.lower()
-        if suffix not in SUFFIXES:
-            raise DataError(f"{path}: unknown kind of file; allowed: {SUFFIXES}")
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty file")
-        columns, where = _read_csv(path) if suffix == ".csv" else _read_numpy(path)
+        label = str(Path(source.path))
+        columns, where = _read_file(Path(source.path))
         target = source.target
     else:
         if source.dataset not in BUNDLED:
@@ -271,7 +286,7 @@ def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], s
         columns, where = _read_bundled(source.dataset)
         target = source.target or "target"
 
-    header = "line 1" if source.path.lower().endswith(".csv") else "columns"
+    header = _header(source.path)
     if not where:
         raise DataError(f"{label}: no data rows")
     known = list(columns)
@@ -293,6 +308,63 @@ def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], s
     )
     labels = _numeric(label, target, columns[target], where)
     return features, labels, tuple(inputs), target
+
+
+def _is_numeric(values: np.ndarray) -> bool:
+    """Whether a raw column holds numbers: a numeric dtype, or some text entry that
+    reads as a number (a column of mere labels does not)."""
+    if values.dtype.kind in "biuf":
+        return True
+    for entry in values:
+        try:
+            float(str(entry).strip())
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def read_points(
+    path: str | Path, inputs: tuple[str, ...] = (), target: str = ""
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The rows of a data file as points ``(N, d)`` in float64, with the names of
+    their ``d`` columns, read and checked as a data set's inputs.
+
+    Args:
+        path: a CSV file with a header line, an ``.npy`` or an ``.npz`` (see
+            :class:`DataSource`).
+        inputs: the columns to take, in order; empty takes every numeric column
+            (a column of mere text labels is left out) but ``target``.
+        target: a column to leave out when ``inputs`` is empty; ``""`` for none.
+
+    Raises:
+        DataError: the file is missing or malformed, a column is missing, or an
+            entry of a chosen column is not a finite number.
+    """
+    path = Path(path)
+    label = str(path)
+    columns, where = _read_file(path)
+    header = _header(path)
+    if not where:
+        raise DataError(f"{label}: no data rows")
+    known = list(columns)
+    for name in (*inputs, *([target] if target else [])):
+        if name not in columns:
+            raise DataError(
+                f"{label}, {header}, column {name!r}: no such column; columns: {known}"
+            )
+    if target and target in inputs:
+        raise DataError(f"{label}, column {target!r}: both an input and the target")
+    if not inputs:
+        inputs = tuple(
+            name for name in known if name != target and _is_numeric(columns[name])
+        )
+    if not inputs:
+        raise DataError(f"{label}: no numeric column; columns: {known}")
+    points = np.stack(
+        [_numeric(label, name, columns[name], where) for name in inputs], axis=1
+    )
+    return points, tuple(inputs)
 
 
 def digest(inputs: np.ndarray, targets: np.ndarray, columns, target: str) -> str:

@@ -111,7 +111,9 @@ class DataSpec(_Strict):
     holdout: float = Field(0.2, ge=0, lt=1, description="fraction held out")
     split_seed: int = Field(0, ge=0)
     max_train: int | None = Field(None, ge=1, description="most training examples")
-    digest: str | None = None
+    # Filled in when the data is read, never written by hand: left out of the
+    # fields that error messages list.
+    digest: str | None = Field(None, json_schema_extra={"internal": True})
 
     @model_validator(mode="before")
     @classmethod
@@ -535,7 +537,11 @@ def _fields_at(location: tuple) -> list[str]:
             model = None if field is None else _model_in(field.annotation)
             if model is None:
                 return []
-    return list(model.model_fields)
+    return [
+        name
+        for name, field in model.model_fields.items()
+        if not (field.json_schema_extra or {}).get("internal")
+    ]
 
 
 def _describe(error: pydantic.ValidationError, source: str) -> str:
@@ -644,7 +650,15 @@ def chunks(runs: int, chunk_size: int) -> list[range]:
     ]
 
 
-EXTENDABLE = ("runs", "parts", "chunk_size", "memory_budget_mb", "description")
+# Labels and resources: no cell identity or run depends on them.
+EXTENDABLE = (
+    "name",
+    "description",
+    "runs",
+    "parts",
+    "chunk_size",
+    "memory_budget_mb",
+)
 
 
 def _changed_fields(old: Cell, new: Cell) -> list[str]:
@@ -661,7 +675,8 @@ def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
 
     Every cell of ``stored`` must be a cell of ``spec`` with at least as many runs,
     and the fields that shape every cell or run (seed, dtype, tolerance, ...) must be
-    equal.
+    equal.  The labels ``name`` and ``description`` may change: a run is keyed by
+    ``(seed, cell, run index)`` and no cell holds them.
 
     Raises:
         SpecError: naming the field that changed.

@@ -254,6 +254,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def check_output(directory: str | Path) -> None:
+    """Raise :class:`StoreError` where ``directory`` cannot hold a store: it exists
+    and is not a directory.  Creates nothing."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise StoreError(f"--out {directory} exists and is not a directory")
+
+
 @contextmanager
 def open_for_writing(directory: str | Path):
     """Open (creating if needed) the store in ``directory`` for one writer.
@@ -262,8 +270,7 @@ def open_for_writing(directory: str | Path):
         StoreError: another process is writing to the same directory.
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise StoreError(f"{directory} exists and is not a directory")
+    check_output(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
