@@ -808,13 +808,6 @@ class LevelMethod(StrEnum):
     training = "training"
 
 
-def _parse_numbers(text: str, option: str, kind=float) -> list:
-    try:
-        return [kind(item) for item in text.split(",")]
-    except ValueError:
-        _fail(f"{option}: expected comma-separated numbers, got {text!r}")
-
-
 @app.command()
 def levels(
     arch: Annotated[
@@ -856,7 +849,7 @@ def levels(
     from relutrap.experiment import SpecError, parse_spec
     from relutrap.levels import local_minimizer, risk_levels, verify_minimizer
 
-    widths = _parse_numbers(arch, "--arch", int)
+    widths = _numbers("--arch", arch, int)
     if len(widths) != 3 or widths[2] != 1 or min(widths) < 1:
         _fail(f"--arch: a shallow architecture d,l1,1 is needed, got {arch!r}")
     if starts < 1 or steps < 1 or perturbations < 1:
@@ -865,7 +858,7 @@ def levels(
         _fail("--format: levels prints a table or json")
     problem_spec = {
         "dimension": widths[0],
-        "domain": _parse_numbers(domain, "--domain"),
+        "domain": _numbers("--domain", domain),
         "target": target,
         "teacher_width": teacher_width,
         "teacher_seed": teacher_seed,
