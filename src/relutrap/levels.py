@@ -516,7 +516,13 @@ def _risk_levels(problem, arch, method, starts, steps, seed, inputs, targets):
     for k in range(width + 1):
         if k in exact:
             network = exact[k]
-            risk = float(np.mean((_realize(network, inputs) - targets) ** 2))
+            # Beyond R_0 an exact level is the target itself (the teacher, or the
+            # constant padded): its risk is 0, whatever the rounding of a replay.
+            risk = (
+                float(np.mean((_realize(network, inputs) - targets) ** 2))
+                if k == 0
+                else 0.0
+            )
             levels.append(Level(k, risk, "exact", None, None, None, 1, 1, network))
             continue
         values = {solver: staircase[k] for solver, staircase in found.items()}

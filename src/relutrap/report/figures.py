@@ -508,7 +508,8 @@ def _tolerance_limit(record: dict) -> float | None:
 def _risk_range(group: Group, stacks: list[list[list[float]]]) -> tuple[float, float]:
     """One log-scale range for every panel: from a hundredth of the smallest
     tolerance (lower risks are counted in the first bin) or the smallest risk, to
-    the largest risk, widened to show every positive risk level."""
+    the largest risk, widened to show every risk level above that floor (a level
+    below it, such as a realizable level found as ``1e-30``, is a converged fit)."""
     risks = np.array([r for panel in stacks for stack in panel for r in stack])
     positive = risks[risks > 0]
     if positive.size == 0:
@@ -516,19 +517,33 @@ def _risk_range(group: Group, stacks: list[list[list[float]]]) -> tuple[float, f
     low, high = positive.min(), positive.max()
     limits = [_tolerance_limit(record) for record in group.records]
     limits = [limit for limit in limits if limit is not None]
-    if limits:
-        low = max(low, min(limits) / 100)
+    floor = min(limits) / 100 if limits else 0.0
+    low = max(low, floor)
     levels = [
         level
         for record in group.records
         for level in (_levels(record) or [])
-        if level > 0
+        if level > floor
     ]
     if levels:
         low, high = min(low, min(levels) / 2), max(high, max(levels) * 2)
     if high <= low * 1.01:
         low, high = low / 2, high * 2
     return low, high
+
+
+def _spaced_labels(
+    levels: list[tuple[int, float]], low: float, high: float, gap: float = 0.06
+) -> list[tuple[int, float]]:
+    """The levels ``(k, R_k)`` to label on a log axis from ``low`` to ``high``: from
+    ``R_0`` (the largest) down, each at least ``gap`` of the axis from the last one
+    labelled, so that crowded levels keep their lines but not overlapping names."""
+    span = math.log(high / low)
+    labelled: list[tuple[int, float]] = []
+    for k, level in sorted(levels, key=lambda item: -item[1]):
+        if not labelled or math.log(labelled[-1][1] / level) >= gap * span:
+            labelled.append((k, level))
+    return labelled
 
 
 def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
@@ -577,18 +592,19 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             if limit is not None:
                 panel.axvline(limit, color="black", linestyle=":", linewidth=1.2)
             levels = _levels(record)
-            for k, level in enumerate(levels or []):
-                if level > 0:
-                    panel.axvline(level, color="#C85200", linestyle="--", linewidth=0.9)
-                    panel.annotate(
-                        f"$R_{{{k}}}$",
-                        (level, 1.0),
-                        xycoords=("data", "axes fraction"),
-                        ha="center",
-                        va="bottom",
-                        fontsize=8,
-                        color="#C85200",
-                    )
+            shown = [(k, level) for k, level in enumerate(levels or []) if level > low]
+            for k, level in shown:
+                panel.axvline(level, color="#C85200", linestyle="--", linewidth=0.9)
+            for k, level in _spaced_labels(shown, low, high):
+                panel.annotate(
+                    f"$R_{{{k}}}$",
+                    (level, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    color="#C85200",
+                )
             title = f"{AXIS_SYMBOLS[group.axis]} = {value}"
             if diverged:
                 title += f" ({diverged} diverged)"
