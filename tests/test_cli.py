@@ -1,18 +1,13 @@
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import relutrap as relutrap_api
+from command import relutrap
 from relutrap.cli import app
-
-RELUTRAP = Path(sys.executable).parent / "relutrap"
 
 TINY_TOML = """\
 name = "tiny"
@@ -46,17 +41,6 @@ SUMMARY_KEYS = {
     "collapsed",
     "tolerance",
 }
-
-
-def relutrap(*arguments, cache: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
-    return subprocess.run(
-        [str(RELUTRAP), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-    )
 
 
 def words(text: str) -> str:

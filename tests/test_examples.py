@@ -2,17 +2,14 @@
 the real-data example runs end to end through the command line."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from command import relutrap
 from relutrap.experiment import DEFAULT_SPEC, cells, load_spec
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-RELUTRAP = Path(sys.executable).parent / "relutrap"
 SPECS = sorted(EXAMPLES.glob("*.toml"))
 
 
@@ -33,18 +30,6 @@ def test_example_parses_and_states_its_question(path):
 
 def test_default_example_is_the_built_in_default_study():
     assert (EXAMPLES / "default.toml").read_text() == DEFAULT_SPEC.read_text()
-
-
-def relutrap(*arguments, cache: Path, cwd: Path | None = None):
-    environment = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
-    return subprocess.run(
-        [str(RELUTRAP), *map(str, arguments)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-        cwd=cwd,
-    )
 
 
 @pytest.mark.slow

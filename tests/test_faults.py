@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import re
 import signal
 import socket
@@ -15,13 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from command import relutrap, start_relutrap
 from relutrap import backends
 from relutrap.cli import _speed, app
 from relutrap.experiment import load_spec
 from relutrap.store import DATABASE
 from stored import assert_same_runs, run_count, stored_runs
-
-RELUTRAP = Path(sys.executable).parent / "relutrap"
 
 TINY_TOML = """\
 name = "tiny"
@@ -297,17 +295,6 @@ def test_extending_with_a_new_name_keeps_the_runs(stored_study, tmp_path, monkey
     assert stored_runs(out) == before
 
 
-def relutrap(*arguments, cache: Path) -> subprocess.Popen:
-    environment = {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
-    return subprocess.Popen(
-        [str(RELUTRAP), *map(str, arguments)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environment,
-    )
-
-
 def stored_count(directory: Path) -> int:
     """Stored runs, 0 while the database or its tables do not exist yet."""
     try:
@@ -346,18 +333,12 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_result(
     out = tmp_path / "out"
     cache = tmp_path / "cache"
 
-    sweep = relutrap("run", spec, "--out", out, cache=cache)
+    sweep = start_relutrap("run", spec, "--out", out, cache=cache)
     stored_then = stop_after_first_chunk(sweep, out)
     sweep.send_signal(signal.SIGKILL)
     sweep.communicate()
     interrupted = stored_runs(out)
-    resumed = subprocess.run(
-        [str(RELUTRAP), "run", str(spec), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
-        timeout=300,
-    )
+    resumed = relutrap("run", spec, "--out", out, cache=cache, timeout=300)
 
     assert sweep.returncode == -signal.SIGKILL
     assert 0 < stored_then < 24 and len(interrupted) < 24
@@ -378,10 +359,10 @@ def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp
     out = tmp_path / "out"
     cache = tmp_path / "cache"
 
-    first = relutrap("run", spec, "--out", out, cache=cache)
+    first = start_relutrap("run", spec, "--out", out, cache=cache)
     try:
         stop_after_first_chunk(first, out)  # it holds the output while frozen
-        second = relutrap("run", spec, "--out", out, cache=cache)
+        second = start_relutrap("run", spec, "--out", out, cache=cache)
         _, second_errors = second.communicate(timeout=300)
     finally:
         first.send_signal(signal.SIGCONT)

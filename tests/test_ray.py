@@ -5,13 +5,10 @@ workers compile its training loop once and reuse it.
 """
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from command import relutrap
 from conftest import TINY_SPEC
 from relutrap import backends
 from relutrap.experiment import parse_spec
@@ -25,7 +22,6 @@ pytestmark = [
         importlib.util.find_spec("ray") is None, reason="Ray is not installed"
     ),
 ]
-RELUTRAP = Path(sys.executable).parent / "relutrap"
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +101,17 @@ def test_the_command_line_sends_chunks_to_a_given_address(cluster, local, tmp_pa
         "width = [3]\nsteps = 30\nproblem = { evaluation_size = 64 }\n"
         '[[parts.optimizers]]\nname = "adam"\nlearning_rate = 0.01\n'
     )
-    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
 
-    result = subprocess.run(
-        [str(RELUTRAP), "run", str(spec), "--out", str(tmp_path / "out")]
-        + ["--backend", "ray", "--address", cluster],
-        capture_output=True,
-        text=True,
-        env=environment,
+    result = relutrap(
+        "run",
+        spec,
+        "--out",
+        tmp_path / "out",
+        "--backend",
+        "ray",
+        "--address",
+        cluster,
+        cache=tmp_path / "cache",
         timeout=300,
     )
 

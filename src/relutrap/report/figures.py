@@ -593,7 +593,7 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
                 panel.axvline(limit, color="black", linestyle=":", linewidth=1.2)
             levels = _levels(record)
             shown = [(k, level) for k, level in enumerate(levels or []) if level > low]
-            for k, level in shown:
+            for _, level in shown:
                 panel.axvline(level, color="#C85200", linestyle="--", linewidth=0.9)
             for k, level in _spaced_labels(shown, low, high):
                 panel.annotate(
