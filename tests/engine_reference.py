@@ -1,9 +1,11 @@
 """The obvious vectorized training, kept as the reference of the fast engine.
 
-One ``vmap`` over runs inside one ``lax.scan`` over steps: every step draws each run's
-mini-batch with ``jax.random``, takes the gradient by ``jax.value_and_grad`` and
-records the risk at checkpoints with a ``lax.cond``.  Slow, and obviously right; the
-tests check that :func:`relutrap.engine.train_runs` gives the same outcomes.
+The same loop as the engine (:func:`relutrap.engine.scanned_training`: one ``vmap``
+over runs inside one ``lax.scan`` over steps, the risk recorded at checkpoints), but
+every step draws each run's mini-batch with ``jax.random`` and takes the gradient by
+``jax.value_and_grad``, where the engine has its own Threefry and a backward pass
+written by hand.  Slow, and obviously right; the tests check that
+:func:`relutrap.engine.train_runs` gives the same outcomes.
 """
 
 import dataclasses
@@ -29,10 +31,6 @@ def _training(cell, optimizer=None):
     method = cell.method() if optimizer is None else optimizers.as_method(optimizer)
     evaluation = evaluation_inputs(problem, dtype)
     evaluation_targets = target_values(problem, arch, evaluation).astype(dtype)
-    checkpoints = engine.checkpoint_steps(cell.steps, cell.checkpoints)
-    slot_of_step = np.full(cell.steps + 1, -1, dtype=np.int32)
-    slot_of_step[checkpoints] = np.arange(len(checkpoints), dtype=np.int32)
-    slot_of_step = jnp.asarray(slot_of_step)
 
     def risk(params):
         errors = realization(params, evaluation) - evaluation_targets
@@ -61,42 +59,7 @@ def _training(cell, optimizer=None):
         updates, state = method.update(gradient, state, step, params)
         return _tree_add(params, updates), state, value, activity
 
-    step_all = jax.vmap(train_one_step, in_axes=(0, 0, 0, None))
-    risk_all = jax.vmap(risk)
-
-    def train(params, data_keys):
-        runs = data_keys.shape[0]
-        state = jax.vmap(method.init)(params)
-        risks = jnp.full((runs, len(checkpoints)), jnp.nan, dtype)
-        risks = risks.at[:, 0].set(risk_all(params))
-        ever_active = tuple(jnp.zeros((runs, width), bool) for width in arch[1:-1])
-        diverged = jnp.full((runs,), -1, jnp.int32)
-
-        def body(carry, step):
-            params, state, risks, ever_active, diverged = carry
-            params, state, value, activity = step_all(params, state, data_keys, step)
-            ever_active = tuple(
-                jnp.logical_or(seen, now) for seen, now in zip(ever_active, activity)
-            )
-            diverged = jnp.where((diverged < 0) & ~jnp.isfinite(value), step, diverged)
-            slot = slot_of_step[step]
-            risks = jax.lax.cond(
-                slot >= 0,
-                lambda r: r.at[:, slot].set(risk_all(params)),
-                lambda r: r,
-                risks,
-            )
-            return (params, state, risks, ever_active, diverged), None
-
-        carry = (params, state, risks, ever_active, diverged)
-        steps = jnp.arange(1, cell.steps + 1, dtype=jnp.int32)
-        (params, _, risks, ever_active, diverged), _ = jax.lax.scan(body, carry, steps)
-        diverged = jnp.where(
-            (diverged < 0) & ~jnp.isfinite(risks[:, -1]), cell.steps, diverged
-        )
-        return params, risks, ever_active, diverged
-
-    return jax.jit(train)
+    return engine.scanned_training(cell, method, train_one_step, risk)
 
 
 def train_runs(cell, seed, run_indices, optimizer=None) -> engine.Outcomes:

@@ -204,11 +204,7 @@ def _compiled_training(cell: Cell, optimizer=None):
     evaluation = evaluation_inputs(problem, dtype)
     targets_at_evaluation = evaluation_targets(problem, arch, dtype)
     batch = _batch_source(problem, arch, cell.batch_size, dtype)
-    checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
     sigma = cell.sigma()
-    slot_of_step = np.full(cell.steps + 1, -1, dtype=np.int32)
-    slot_of_step[checkpoints] = np.arange(len(checkpoints), dtype=np.int32)
-    slot_of_step = jnp.asarray(slot_of_step)
 
     def risk(params):
         errors = realization(params, evaluation, sigma) - targets_at_evaluation
@@ -225,6 +221,25 @@ def _compiled_training(cell: Cell, optimizer=None):
         updates, state = method.update(gradient, state, step, params)
         return _tree_add(params, updates), state, value, activity
 
+    return scanned_training(cell, method, train_one_step, risk)
+
+
+def scanned_training(cell: Cell, method, train_one_step, risk):
+    """Every run of ``cell`` trained at once, as one jitted map from the initial
+    parameters and data keys to (final parameters, risks at the checkpoints, ever
+    active per hidden neuron, step of divergence or -1).
+
+    ``train_one_step(params, state, data_key, step)`` returns the new parameters and
+    optimizer state, the loss and the activity of each hidden neuron on the batch; it
+    is mapped over the runs inside one scan over the steps, and ``risk(params)`` is
+    recorded at the checkpoints.
+    """
+    arch = cell.architecture
+    dtype = jnp.dtype(cell.dtype)
+    checkpoints = checkpoint_steps(cell.steps, cell.checkpoints)
+    slot_of_step = np.full(cell.steps + 1, -1, dtype=np.int32)
+    slot_of_step[checkpoints] = np.arange(len(checkpoints), dtype=np.int32)
+    slot_of_step = jnp.asarray(slot_of_step)
     step_all = jax.vmap(train_one_step, in_axes=(0, 0, 0, None))
     risk_all = jax.vmap(risk)
 
