@@ -12,10 +12,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from relutrap import engine, optimizers
-from relutrap.cells import run_key
 from relutrap.networks import realization, realization_with_activity
 from relutrap.problems import evaluation_inputs, target_values
 
@@ -65,53 +63,7 @@ def _training(cell, optimizer=None):
 def train_runs(cell, seed, run_indices, optimizer=None) -> engine.Outcomes:
     """The outcomes of the runs ``run_indices`` of ``cell``, trained the obvious way."""
     with jax.enable_x64(cell.dtype == "float64" or jax.config.jax_enable_x64):
-        dtype = jnp.dtype(cell.dtype)
-        run_indices = np.asarray(run_indices, dtype=np.int64)
-        keys = jax.vmap(lambda index: run_key(seed, cell, index))(
-            jnp.asarray(run_indices, dtype=jnp.uint32)
-        )
-        init_keys = jax.vmap(lambda key: jax.random.fold_in(key, 0))(keys)
-        data_keys = jax.vmap(lambda key: jax.random.fold_in(key, 1))(keys)
-
-        census = engine._compiled_census(cell.problem, dtype)
-        params = engine._compiled_initializer(cell.architecture, cell.init, dtype)(
-            init_keys
-        )
-        census_init, collapsed = census(params)
         anonymous = dataclasses.replace(cell, part="")
-        params, risks, ever_active, diverged = _training(anonymous, optimizer)(
-            params, data_keys
+        return engine.outcomes_of_training(
+            cell, seed, run_indices, _training(anonymous, optimizer)
         )
-        census_end, _ = census(params)
-        census_init, census_end, ever_active = jax.device_get(
-            (census_init, census_end, ever_active)
-        )
-    revived = tuple(
-        dead & (active | ~still)
-        for dead, active, still in zip(
-            census_init.certified, ever_active, census_end.certified
-        )
-    )
-    bounded_revived = tuple(
-        bounded & ~certified & (active | ~inactive_at_end)
-        for bounded, certified, active, inactive_at_end in zip(
-            census_init.bounded, census_init.certified, ever_active, census_end.observed
-        )
-    )
-    risks = np.asarray(risks)
-    counts = engine._counts
-    return engine.Outcomes(
-        run_index=run_indices,
-        final_risk=risks[:, -1],
-        checkpoint_risk=risks,
-        diverged_step=np.asarray(diverged),
-        certified_init=counts(census_init.certified),
-        bounded_init=counts(census_init.bounded),
-        observed_init=counts(census_init.observed),
-        certified_end=counts(census_end.certified),
-        bounded_end=counts(census_end.bounded),
-        observed_end=counts(census_end.observed),
-        revived=counts(revived),
-        bounded_revived=counts(bounded_revived),
-        collapsed=np.asarray(collapsed),
-    )

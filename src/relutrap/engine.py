@@ -291,6 +291,17 @@ def train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
 
 
 def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
+    compiled = _compiled_training(dataclasses.replace(cell, part=""), optimizer)
+    return outcomes_of_training(
+        cell, seed, run_indices, functools.partial(_train_in_groups, compiled)
+    )
+
+
+def outcomes_of_training(cell: Cell, seed: int, run_indices, train) -> Outcomes:
+    """The outcomes of the runs ``run_indices`` of ``cell`` when
+    ``train(params, data_keys)`` trains them, returning what
+    :func:`scanned_training`'s map returns: the runs' keys, initial parameters,
+    census before and after and the revivals are the same whatever trains them."""
     dtype = jnp.dtype(cell.dtype)
     run_indices = np.asarray(run_indices, dtype=np.int64)
     keys = jax.vmap(lambda index: run_key(seed, cell, index))(
@@ -302,10 +313,7 @@ def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     census = _compiled_census(cell.problem, dtype)
     params = _compiled_initializer(cell.architecture, cell.init, dtype)(init_keys)
     census_init, collapsed = census(params)
-    anonymous = dataclasses.replace(cell, part="")
-    params, risks, ever_active, diverged = _train_in_groups(
-        _compiled_training(anonymous, optimizer), params, data_keys
-    )
+    params, risks, ever_active, diverged = train(params, data_keys)
     census_end, _ = census(params)
     holdout_risk = None
     if cell.problem.data is not None and len(load(cell.problem.data).holdout_targets):
