@@ -91,7 +91,10 @@ def fit_rate(x, events, trials, confidence: float = 0.95) -> RateFit | None:
 
     Returns:
         the fit, or ``None`` where it is not identified: fewer than two distinct
-        positions, or every run at every position had the event (``1 - P = 0``).
+        positions, every run at every position had the event (``1 - P = 0``), or
+        the likelihood keeps growing as the slope runs off to an infinity (say
+        some runs without the event at the first position and none after it: the
+        data fit ``1 - P`` falling to 0 at once better than any finite slope).
     """
     x = np.asarray(x, dtype=float)
     events = np.asarray(events, dtype=float)
@@ -110,6 +113,8 @@ def fit_rate(x, events, trials, confidence: float = 0.95) -> RateFit | None:
         options={"xatol": 1e-10},
     )
     slope = float(best.x)
+    if abs(slope) > reach * (1 - 1e-3):
+        return None
     peak, intercept = _profile(slope, x, events, trials)
     drop = chi2.ppf(confidence, 1) / 2
 
