@@ -395,7 +395,7 @@ HELD_FIXED = (
 )
 
 
-def _held_fixed(record: dict) -> dict:
+def held_fixed(record: dict) -> dict:
     """The factors of a record's cell that a rate fit through it holds fixed."""
     return {name: record.get(name) for name in HELD_FIXED}
 
@@ -422,7 +422,7 @@ def rates(records: list[dict]) -> list[dict]:
     """
     series: dict[tuple, list[dict]] = {}
     for record in records:
-        base = (json.dumps(_held_fixed(record), sort_keys=True),)
+        base = (json.dumps(held_fixed(record), sort_keys=True),)
         series.setdefault(base + ("width", record["depth"]), []).append(record)
         width = _uniform_width(record)
         if width is not None:
@@ -456,7 +456,7 @@ def rates(records: list[dict]) -> list[dict]:
                     "learning_rate": members[0]["learning_rate"],
                     "axis": axis,
                     "fixed": {"depth" if axis == "width" else "width": fixed},
-                    "held_fixed": _held_fixed(members[0]),
+                    "held_fixed": held_fixed(members[0]),
                     "positions": positions,
                     "event": event,
                     "slope": None if fit is None else fit.slope,

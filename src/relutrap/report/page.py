@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jinja2
 
+from relutrap.analysis import held_fixed
 from relutrap.report.figures import DPI, FORMATS, optimizer_label, save, study_figures
 from relutrap.report.reading import reading
 from relutrap.report.study import Study, load_study
@@ -175,6 +176,14 @@ def _slope(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _member(fit: dict, records: list[dict]) -> dict:
+    """A cell the fit goes through, whose factors label the fit as they label it."""
+    return next(
+        (record for record in records if held_fixed(record) == fit["held_fixed"]),
+        fit["held_fixed"],
+    )
+
+
 def rate_row(fit: dict, records: list[dict]) -> dict:
     """One row of the rates table: a fit of ``log(1 - P)`` along an axis (see
     :func:`relutrap.analysis.rates`), with its exact numbers as ``data-*``."""
@@ -186,14 +195,17 @@ def rate_row(fit: dict, records: list[dict]) -> dict:
     )
     return {
         "part": fit["part"],
-        "optimizer": optimizer_label(fit | {"schedule": {}}, records),
+        "optimizer": optimizer_label(_member(fit, records), records),
         "axis": f"{fit['axis']} ({fixed})" if fixed else fit["axis"],
         "event": fit["event"].replace("_", " "),
         "slope": f"{_slope(fit['slope'])} {interval}".strip(),
         "theory": _slope(fit.get("theory_slope")),
         "data": {
-            key: _attribute(fit.get(key))
-            for key in ("slope", "low", "high", "theory_slope")
+            **{
+                key: _attribute(fit.get(key))
+                for key in ("slope", "low", "high", "theory_slope")
+            },
+            "held-fixed": _attribute(fit["held_fixed"]),
         },
     }
 
