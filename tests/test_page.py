@@ -3,7 +3,9 @@
 import json
 
 from relutrap.analysis import held_fixed
+from relutrap.report.figures import Group
 from relutrap.report.page import rate_row
+from relutrap.report.reading import _theory_clause
 
 HELD_FIXED = {
     "part": "sweep",
@@ -47,3 +49,30 @@ def test_rate_rows_of_a_swept_initialization_name_it():
     assert [row["optimizer"] for row in rows] == ["Adam, normal init", "Adam, he init"]
     held = json.loads(rows[1]["data"]["held-fixed"])
     assert held["initialization"]["scheme"] == "he"
+
+
+def first_layer(scheme: str, p: float, count: int) -> dict:
+    """A width-1 cell of a part that sweeps the initialization."""
+    return record(scheme) | {
+        "width": 1,
+        "depth": 1,
+        "p_first_layer_neuron": p,
+        "theory_some_first_layer_inactive": p,
+        "some_first_layer_inactive": {
+            "count": count,
+            "runs": 16,
+            "fraction": count / 16,
+            "low": 0.1,
+            "high": 0.7,
+        },
+    }
+
+
+def test_the_reading_quotes_the_theory_of_each_initialization_of_a_part():
+    cells = [first_layer("normal", 0.375, 6), first_layer("he", 0.5, 8)]
+    group = Group("sweep", "sweep", "width", tuple(cells))
+
+    clause = _theory_clause(cells, group)
+
+    assert "is 38% (p = 0.375, normal init), measured in 38% [10%, 70%]" in clause
+    assert "and 50% (p = 0.5, he init), measured in 50% [10%, 70%]" in clause

@@ -49,6 +49,33 @@ def _extremes(records: list[dict], key: str, group: Group) -> str | None:
     )
 
 
+def _theory_clause(cells: list[dict], group: Group) -> str:
+    """'; the theory's probability ... is 38% (p = 0.375), measured 36% [..]', one
+    figure per distinct per-neuron probability (a part may sweep initializations)."""
+    by_p: dict[float, list[dict]] = {}
+    for record in cells:
+        if record.get("theory_some_first_layer_inactive") is not None:
+            by_p.setdefault(record["p_first_layer_neuron"], []).append(record)
+    if not by_p:
+        return ""
+    several = len(by_p) > 1
+    figures = []
+    for p, members in by_p.items():
+        figure = (
+            f"{percent(members[0]['theory_some_first_layer_inactive'])} (p = {p:.4g}"
+            + (f", {members[0]['init']} init" if several else "")
+            + ")"
+        )
+        measured = _extremes(members, "some_first_layer_inactive", group)
+        if measured is not None:
+            figure += f", measured in {measured}"
+        figures.append(figure)
+    return (
+        "; the theory's probability of a certified inactive first-layer neuron, "
+        "1-(1-p)^l1, is " + " and ".join(figures)
+    )
+
+
 def _group_sentences(group: Group) -> list[str]:
     symbol = {"width": "width", "depth": "depth"}[group.axis]
     sentences = []
@@ -76,13 +103,8 @@ def _group_sentences(group: Group) -> list[str]:
             )
         parts.append(f"{certified} were certified not to converge from initialization")
         sentence = " ".join(parts)
-        theory = cells[0].get("theory_some_first_layer_inactive")
-        if group.axis == "width" and cells[0]["depth"] == 1 and theory is not None:
-            sentence += (
-                "; the theory's probability of a certified inactive first-layer "
-                f"neuron, 1-(1-p)^l1, is {percent(theory)} "
-                f"(p = {cells[0]['p_first_layer_neuron']:.4g})"
-            )
+        if group.axis == "width" and cells[0]["depth"] == 1:
+            sentence += _theory_clause(cells, group)
         if group.axis == "depth":
             collapsed = _extremes(cells, "collapsed", group)
             sentence += f"; {collapsed} collapsed (some hidden layer inactive)"
@@ -118,7 +140,8 @@ def reading(records: list[dict]) -> list[str]:
     certified = sum(record["certified_nonconvergent"]["count"] for record in records)
     if certified:
         sentences.append(
-            f"Of the {certified} runs certified not to converge, {within} ended "
+            f"Of the {certified} {'run' if certified == 1 else 'runs'} certified "
+            f"not to converge, {within} ended "
             "within the tolerance anyway"
             + (
                 "; every certified run also failed at the tolerance."
