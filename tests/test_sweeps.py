@@ -39,6 +39,20 @@ def test_plan_cuts_cells_into_chunks_and_skips_stored_runs(tiny_spec):
     assert sorted(skipped_after.values()) == [0, 5]
 
 
+def test_cells_that_share_a_short_label_are_told_apart_by_what_differs(tiny_spec):
+    tiny_spec["parts"][0]["init"] = {"scheme": ["normal", "he_normal"]}
+    spec = parse_spec(tiny_spec)
+
+    planned, skipped = backends.plan(spec)
+
+    labels = {chunk.label for chunk in planned}
+    assert len(labels) == 2 and set(skipped) == labels
+    assert {label.rsplit(" ", 1)[1] for label in labels} == {
+        "init.scheme=normal",
+        "init.scheme=he_normal",
+    }
+
+
 def test_chunks_shrink_to_the_memory_budget(tiny_spec):
     tiny_spec.update(chunk_size=1000, memory_budget_mb=16)
     tiny_spec["parts"][0].update(width=[2000], runs=64)
@@ -131,8 +145,35 @@ def test_without_extend_more_runs_are_refused_with_a_hint(stored, tiny_spec, tmp
     out = copy_of(stored, tmp_path)
     tiny_spec["runs"] = 12
 
-    with pytest.raises(StoreError, match="differs in: runs.*--extend"):
+    with pytest.raises(StoreError, match=r"differs in: runs \(8 -> 12\).*--extend"):
         backends.run_experiment(parse_spec(tiny_spec), out)
+
+
+def test_a_new_name_alone_is_refused_as_a_change_no_run_depends_on(
+    stored, tiny_spec, tmp_path
+):
+    out = copy_of(stored, tmp_path)
+    tiny_spec["name"] = "renamed"
+
+    with pytest.raises(StoreError, match="no stored run depends on these"):
+        backends.run_experiment(parse_spec(tiny_spec), out)
+
+
+def test_a_changed_scheme_is_named_with_its_old_and_new_values(
+    stored, tiny_spec, tmp_path
+):
+    out = copy_of(stored, tmp_path)
+    tiny_spec["parts"][0]["init"] = {"scheme": ["he_uniform", "he_normal"]}
+
+    with pytest.raises(SpecError) as refused:
+        backends.run_experiment(parse_spec(tiny_spec), out, extend=True)
+
+    message = str(refused.value)
+    assert message.startswith(f"{out} holds the results of a spec")
+    assert (
+        "no new cell of its part keeps its init.scheme ('normal' -> 'he_uniform', "
+        "'he_normal')" in message
+    )
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ from scipy.stats import binomtest
 
 from relutrap import datasets, optimizers, schedules
 from relutrap import levels as risk_levels
-from relutrap.cells import Cell
+from relutrap.cells import Cell, distinct_labels
 from relutrap.experiment import cells as expand_cells
 from relutrap.experiment import parse_spec
 from relutrap.rates import METHOD, fit_rate, line_slope, log_survival
@@ -322,14 +322,15 @@ def completeness(store: Store) -> dict | None:
     stored, planned = 0, 0
     not_started, unfinished = [], []
     expected = expand_cells(spec)
+    labels = distinct_labels(cell for cell, _ in expected)
     for cell, runs in expected:
         count = len(store.stored_runs(cell))
         stored += min(count, runs)
         planned += runs
         if count == 0:
-            not_started.append(cell.label())
+            not_started.append(labels[cell.identity])
         elif count < runs:
-            unfinished.append(cell.label())
+            unfinished.append(labels[cell.identity])
     if stored >= planned:
         return None
     return {

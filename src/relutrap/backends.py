@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relutrap import engine, optimizers
-from relutrap.cells import Cell
+from relutrap.cells import Cell, distinct_labels
 from relutrap.experiment import (
     ExperimentSpec,
     SpecError,
@@ -66,11 +66,13 @@ class Chunk:
         cell: the cell.
         runs: the run indices to train (those of the planned chunk not yet stored).
         planned: how many runs the planned chunk holds.
+        label: the cell's label, told apart from the other cells of the spec.
     """
 
     cell: Cell
     runs: tuple[int, ...]
     planned: int
+    label: str
 
 
 def total_runs(spec: ExperimentSpec) -> int:
@@ -96,14 +98,16 @@ def plan(spec: ExperimentSpec, stored: dict[str, set[int]] | None = None):
     """
     stored = stored or {}
     planned, skipped = [], {}
-    for cell, runs in cells(spec):
+    grid = cells(spec)
+    labels = distinct_labels(cell for cell, _ in grid)
+    for cell, runs in grid:
         done = stored.get(cell.identity, set())
-        label = cell.label()
-        skipped[label] = skipped.get(label, 0) + len(done & set(range(runs)))
+        label = labels[cell.identity]
+        skipped[label] = len(done & set(range(runs)))
         for chunk in chunks(runs, chunk_size(spec, cell)):
             missing = tuple(index for index in chunk if index not in done)
             if missing:
-                planned.append(Chunk(cell, missing, len(chunk)))
+                planned.append(Chunk(cell, missing, len(chunk), label))
     return planned, skipped
 
 
@@ -175,7 +179,13 @@ def run_experiment(
     with _cluster(backend, address, workers), open_for_writing(directory) as store:
         stored_spec = store.stored_spec()
         if extend and stored_spec is not None:
-            check_extension(parse_spec(stored_spec, "stored spec"), spec)
+            try:
+                check_extension(parse_spec(stored_spec, "stored spec"), spec)
+            except SpecError as error:
+                raise SpecError(
+                    f"{store.directory} holds the results of a spec that the new "
+                    f"one does not extend: {error}"
+                ) from None
         elif stored_spec is not None:
             _check_same_spec(store, stored_spec, spec)
         store.begin(spec.model_dump(mode="json"), replace=extend)
@@ -211,7 +221,7 @@ def run_experiment(
                     engine.certified_nonconvergent(cell, result),
                     engine.observed_nonconvergent(cell, result, variance),
                 )
-                report(len(chunk.runs), cell.label(), True)
+                report(len(chunk.runs), chunk.label, True)
         finally:
             outcomes.close()
 
@@ -227,20 +237,30 @@ def _check_same_spec(store, stored_spec: dict, spec: ExperimentSpec) -> None:
         for key in set(given) | set(stored_spec)
         if given.get(key) != stored_spec.get(key)
     )
+    shown = ", ".join(
+        key
+        if isinstance(given.get(key), list | dict)
+        else f"{key} ({stored_spec.get(key)!r} -> {given.get(key)!r})"
+        for key in differing
+    )
     try:
         check_extension(parse_spec(stored_spec, "stored spec"), spec)
     except SpecError as error:
         detail = str(error).removesuffix("; extending may only add runs or cells")
         raise StoreError(
             f"{store.directory} holds the results of a different spec (it differs "
-            f"in: {', '.join(differing)}; {detail}); --extend cannot add to it "
-            "either; run it with its own spec to resume, or choose another --out"
+            f"in: {shown}; {detail}); --extend cannot add to it either; run it "
+            "with its own spec to resume, or choose another --out"
         ) from None
+    change = (
+        "no stored run depends on these"
+        if set(differing) <= {"name", "description", "chunk_size", "memory_budget_mb"}
+        else "the new spec only adds runs or cells"
+    )
     raise StoreError(
         f"{store.directory} holds the results of a different spec (it differs in: "
-        f"{', '.join(differing)}; the new spec only adds runs or cells); run it with "
-        "its own spec to resume, add --extend to add runs or cells to it, or choose "
-        "another --out"
+        f"{shown}; {change}); run it with its own spec to resume, add --extend to "
+        "take the new spec, or choose another --out"
     )
 
 
@@ -394,7 +414,7 @@ def _ray_outcomes(
             failures[number] += 1
             if failures[number] > resubmits:
                 raise BackendError(
-                    f"{chunk.cell.label()}: the chunk of runs {chunk.runs[0]}-"
+                    f"{chunk.label}: the chunk of runs {chunk.runs[0]}-"
                     f"{chunk.runs[-1]} failed {failures[number]} times; last "
                     f"error: {_first_line(error)}"
                 ) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,52 @@ class Cell:
             f"{self.part}: {widths}{sigma} {self.optimizer}{convention} "
             f"lr={self.learning_rate:g}"
         )
+
+
+def flat_record(cell: Cell) -> dict[str, Any]:
+    """The cell's record with nested tables spread into dotted names, such as
+    ``init.scheme`` or ``problem.domain``."""
+
+    def spread(record: dict, prefix: str) -> dict[str, Any]:
+        flat = {}
+        for key, value in record.items():
+            if isinstance(value, dict):
+                flat.update(spread(value, f"{prefix}{key}."))
+            else:
+                flat[prefix + key] = value
+        return flat
+
+    return spread(cell.as_record(), "")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
+    return str(value)
+
+
+def distinct_labels(cells: Iterable[Cell]) -> dict[str, str]:
+    """Labels of ``cells`` by identity, told apart: where cells share their short
+    :meth:`Cell.label`, each gets the fields in which they differ appended, e.g.
+    ``w: 1-1-1 sgd lr=0.1 init.scheme=he_normal``."""
+    cells = list(cells)
+    by_label: dict[str, list[Cell]] = {}
+    for cell in cells:
+        by_label.setdefault(cell.label(), []).append(cell)
+    labels = {}
+    for label, sharing in by_label.items():
+        records = [flat_record(cell) for cell in sharing]
+        differing = [
+            key
+            for key in records[0]
+            if len({json.dumps(record.get(key)) for record in records}) > 1
+        ]
+        for cell, record in zip(sharing, records):
+            extra = " ".join(f"{key}={_shown(record.get(key))}" for key in differing)
+            labels[cell.identity] = f"{label} {extra}".rstrip()
+    return labels
 
 
 def run_key(seed: int, cell: Cell, run_index: jax.Array) -> jax.Array:

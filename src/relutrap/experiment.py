@@ -51,6 +51,7 @@ bad data file, its line and column).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import tomllib
 import typing
@@ -71,7 +72,7 @@ from pydantic import (
 )
 
 from relutrap import datasets, factors, optimizers, schedules
-from relutrap.cells import Cell
+from relutrap.cells import Cell, distinct_labels, flat_record
 from relutrap.init import BIAS_RULES, SCHEMES, Initialization
 from relutrap.networks import ACTIVATIONS
 from relutrap.problems import SHAPES, TARGETS, Problem, Target
@@ -662,12 +663,40 @@ EXTENDABLE = (
 
 
 def _changed_fields(old: Cell, new: Cell) -> list[str]:
-    before, after = old.as_record(), new.as_record()
+    before, after = flat_record(old), flat_record(new)
     return [
-        f"{key} ({before[key]!r} -> {after[key]!r})"
+        f"{key} ({before[key]!r} -> {after.get(key)!r})"
         for key in before
-        if before[key] != after[key]
+        if before[key] != after.get(key)
     ]
+
+
+def _missing_cell(cell: Cell, label: str, others: list[Cell], stored: list[Cell]):
+    """Why the stored ``cell`` is not among ``others``, the new cells of its part
+    (``stored``: the stored cells of the part): its values that no new cell keeps,
+    each with the values only new cells have, or else how the closest one differs."""
+    record = flat_record(cell)
+    new_records = [flat_record(other) for other in others]
+    old_records = [flat_record(other) for other in stored]
+    changes = []
+    for key, value in record.items():
+        if any(other.get(key) == value for other in new_records):
+            continue
+        added = {
+            json.dumps(other.get(key)): other.get(key)
+            for other in new_records
+            if all(old.get(key) != other.get(key) for old in old_records)
+        }
+        now = ", ".join(repr(value) for value in added.values()) or "nothing"
+        changes.append(f"{key} ({value!r} -> {now})")
+    if changes:
+        why = f"no new cell of its part keeps its {', '.join(changes)}"
+    else:
+        closest = min(others, key=lambda other: len(_changed_fields(cell, other)))
+        why = "the closest new cell differs in field(s) " + ", ".join(
+            _changed_fields(cell, closest)
+        )
+    return f"the stored cell '{label}' is missing from the new spec: {why}"
 
 
 def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
@@ -690,7 +719,9 @@ def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
             )
     new_cells = cells(spec)
     runs_of = {cell.identity: runs for cell, runs in new_cells}
-    for cell, runs in cells(stored):
+    stored_cells = cells(stored)
+    labels = distinct_labels(cell for cell, _ in stored_cells)
+    for cell, runs in stored_cells:
         if cell.identity not in runs_of:
             same_part = [other for other, _ in new_cells if other.part == cell.part]
             if not same_part:
@@ -698,18 +729,18 @@ def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
                     f"field parts: the part {cell.part!r} with stored runs is "
                     "missing; extending may only add runs or cells"
                 )
-            closest = min(
-                same_part, key=lambda other: len(_changed_fields(cell, other))
-            )
             raise SpecError(
-                f"the stored cell '{cell.label()}' is missing from the new spec; "
-                f"the closest new cell differs in field(s) "
-                f"{', '.join(_changed_fields(cell, closest))}; extending may only "
-                "add runs or cells"
+                _missing_cell(
+                    cell,
+                    labels[cell.identity],
+                    same_part,
+                    [other for other, _ in stored_cells if other.part == cell.part],
+                )
+                + "; extending may only add runs or cells"
             )
         if runs_of[cell.identity] < runs:
             raise SpecError(
-                f"field runs: the cell '{cell.label()}' would plan "
+                f"field runs: the cell '{labels[cell.identity]}' would plan "
                 f"{runs_of[cell.identity]} runs, fewer than the {runs} stored ones "
                 "were planned with; extending may only add runs or cells"
             )
