@@ -9,8 +9,8 @@ from pathlib import Path
 RELUTRAP = Path(sys.executable).parent / "relutrap"
 
 
-def environment(cache: Path) -> dict[str, str]:
-    return {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": "200"}
+def environment(cache: Path, columns: int = 200) -> dict[str, str]:
+    return {**os.environ, "XDG_CACHE_HOME": str(cache), "COLUMNS": str(columns)}
 
 
 def command(*arguments) -> list[str]:
@@ -18,14 +18,18 @@ def command(*arguments) -> list[str]:
 
 
 def relutrap(
-    *arguments, cache: Path, cwd: Path | None = None, timeout: float = 600
+    *arguments,
+    cache: Path,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    columns: int = 200,
 ) -> subprocess.CompletedProcess:
     """Run ``relutrap ARGUMENTS`` to its end."""
     return subprocess.run(
         command(*arguments),
         capture_output=True,
         text=True,
-        env=environment(cache),
+        env=environment(cache, columns),
         timeout=timeout,
         cwd=cwd,
     )

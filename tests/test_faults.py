@@ -354,6 +354,26 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_result(
 
 
 @pytest.mark.slow
+def test_a_terminated_sweep_says_how_to_resume_and_resumes(long_study, tmp_path):
+    spec, reference = long_study
+    out = tmp_path / "out"
+    cache = tmp_path / "cache"
+
+    sweep = start_relutrap("run", spec, "--out", out, cache=cache)
+    stop_after_first_chunk(sweep, out)
+    sweep.send_signal(signal.SIGTERM)
+    sweep.send_signal(signal.SIGCONT)
+    _, errors = sweep.communicate(timeout=300)
+    resumed = relutrap("run", spec, "--out", out, cache=cache, timeout=300)
+
+    assert sweep.returncode == 128 + signal.SIGTERM
+    assert "run the same command again to resume" in words(errors)
+    assert "Traceback" not in errors
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_runs(out, reference)
+
+
+@pytest.mark.slow
 def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp_path):
     spec, reference = long_study
     out = tmp_path / "out"

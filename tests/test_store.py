@@ -90,9 +90,16 @@ def test_output_that_is_a_file_is_refused(tmp_path):
 
 def test_reading_a_directory_without_results_fails_clearly(tmp_path):
     with pytest.raises(StoreError, match="no relutrap results"):
+        with open_for_reading(tmp_path):
+            pass
+    with pytest.raises(StoreError, match="nowhere does not exist"):
         with open_for_reading(tmp_path / "nowhere"):
             pass
     assert not (tmp_path / "nowhere").exists()
+    (tmp_path / DATABASE).write_text("")
+    with pytest.raises(StoreError, match=f"is a file; give .* {tmp_path}$"):
+        with open_for_reading(tmp_path / DATABASE):
+            pass
 
 
 def test_stored_spec_and_versions_are_recorded(tiny_spec, tmp_path):

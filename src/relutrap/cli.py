@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -48,6 +50,26 @@ class Format(StrEnum):
 class BoundFormat(StrEnum):
     table = "table"
     json = "json"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the stored chunks stay, the one in flight is
+    dropped (its write is one transaction)."""
+
+    signal = signal.SIGTERM
+
+
+def _terminated(signum, frame):
+    raise Terminated
+
+
+def _print_whole(*tables) -> None:
+    """Print tables to stdout at the width they need, never cut to the terminal's
+    (or, when stdout is not a terminal, to rich's default of 80 columns)."""
+    probe = Console(width=100_000)
+    for table in tables:
+        needed = Measurement.get(probe, probe.options, table).maximum
+        Console(width=max(Console().width, needed)).print(table)
 
 
 def _fail(message: str, code: int = SPEC_ERROR):
@@ -145,7 +167,8 @@ def run(
             f"{parsed.memory_budget_mb:,} MB), backend {backend.value}",
             highlight=False,
         )
-        progress.start()
+        if console.is_terminal:
+            progress.start()
         task = progress.add_task(parsed.name, total=total, rate="", remaining="")
         started = time.monotonic()
 
@@ -170,6 +193,7 @@ def run(
                 highlight=False,
             )
 
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         backends.run_experiment(
             parsed,
@@ -186,7 +210,16 @@ def run(
         _fail(str(error))
     except backends.BackendError as error:
         _fail(str(error), code=1)
+    except KeyboardInterrupt as stop:
+        progress.stop()
+        console.print(
+            f"interrupted: the chunks stored in {out} are kept; run the same "
+            "command again to resume",
+            highlight=False,
+        )
+        raise typer.Exit(128 + getattr(stop, "signal", signal.SIGINT)) from None
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.stop()
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
 
@@ -421,6 +454,15 @@ def summary(
                 "their certified inactive neurons allow: a level was not found",
                 highlight=False,
             )
+        if record.get("diverged"):
+            console.print(
+                f"[bold yellow]note:[/] cell {record['part']} "
+                f"{_architecture(record['architecture'])} {record['optimizer']} "
+                f"lr={record['learning_rate']:g}: {record['diverged']} of "
+                f"{record['runs']} runs diverged (non-finite loss; the step is "
+                "stored per run) and count as not converged",
+                highlight=False,
+            )
         if record["premise_holds"] is False:
             console.print(
                 f"[bold yellow]warning:[/] cell {record['part']} "
@@ -444,11 +486,11 @@ def summary(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        wide = Console(width=max(Console().width, 210))
-        wide.print(_table(records))
         fits = rates(records)
-        if fits:
-            wide.print(_rates_table(fits, partial=incomplete is not None))
+        _print_whole(
+            _table(records),
+            *([_rates_table(fits, partial=incomplete is not None)] if fits else []),
+        )
     if not records:
         console.print(
             f"[bold yellow]warning:[/] no run of {directory} has finished yet"
@@ -485,6 +527,8 @@ def report(
     from relutrap.store import StoreError
 
     chosen = [name.strip().lower() for name in formats.split(",") if name.strip()]
+    if out is not None and out.is_dir():
+        _fail(f"--out: {out} is a directory; give the HTML file to write")
     try:
         page, written = write_report(directory, out, chosen)
     except StoreError as error:

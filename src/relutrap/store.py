@@ -300,6 +300,13 @@ def open_for_writing(directory: str | Path):
 def open_for_reading(directory: str | Path):
     """Open an existing store read-only."""
     path = Path(directory) / DATABASE
+    if not Path(directory).exists():
+        raise StoreError(f"{directory} does not exist")
+    if not Path(directory).is_dir():
+        raise StoreError(
+            f"{directory} is a file; give the study's output directory"
+            + (f", {Path(directory).parent}" if Path(directory).name == DATABASE else "")
+        )
     if not path.is_file():
         raise StoreError(f"{directory} holds no relutrap results ({DATABASE} missing)")
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
