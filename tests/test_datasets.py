@@ -101,8 +101,31 @@ def test_bad_numpy_files_name_file_row_and_column(tmp_path):
 
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match=r"objects\.npy: not a plain NumPy file"):
+    with pytest.raises(DataError, match=r"objects\.npy: holds Python objects"):
         datasets.load(source(objects))
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not numpy at all")
+    with pytest.raises(DataError, match=r"garbage\.npz: not a NumPy file") as error:
+        datasets.load(source(garbage))
+    assert "pickle" not in str(error.value)
+
+    fine = tmp_path / "fine.npz"
+    np.savez(fine, a=np.arange(4.0), b=np.arange(4.0), y=np.arange(4.0))
+    with pytest.raises(DataError, match=r"fine\.npz, column 'c': no such column"):
+        datasets.load(source(fine, inputs=("a", "c"), target="y"))
+
+
+def test_a_csv_without_header_line_is_refused(tmp_path):
+    path = write(tmp_path, "bare.csv", "0,1,2\n1,2,3\n")
+    with pytest.raises(DataError, match=r"bare\.csv, line 1: the header holds only"):
+        datasets.load(source(path, target="2"))
+
+
+def test_an_input_named_twice_is_refused(tmp_path):
+    path = write(tmp_path, "table.csv", CSV)
+    with pytest.raises(DataError, match=r"table\.csv, column 'a': named twice"):
+        datasets.load(source(path, inputs=("a", "a")))
 
 
 def test_unknown_suffix_is_refused(tmp_path):

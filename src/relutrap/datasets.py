@@ -112,6 +112,14 @@ class Dataset(NamedTuple):
 # and, for every row, where a reader of the file finds it ("line 7", "row 3").
 
 
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(str(text).strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _csv_lines(path: Path, text: str) -> tuple[list[int], int]:
     """The first line of every non-empty record after the header, and the header's
     field count; raise :class:`DataError` for a ragged record."""
@@ -120,6 +128,11 @@ def _csv_lines(path: Path, text: str) -> tuple[list[int], int]:
         header = next(reader)
     except StopIteration:
         raise DataError(f"{path}: empty file, no header line") from None
+    if header and all(_reads_as_number(name) for name in header):
+        raise DataError(
+            f"{path}, line 1: the header holds only numbers ({', '.join(header)}); "
+            "the first line must name the columns"
+        )
     seen = set()
     for name in header:
         if name in seen:
@@ -170,21 +183,37 @@ def _read_csv(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     return columns, where
 
 
+_NPY_SIGNATURE = b"\x93NUMPY"
+_NPZ_SIGNATURE = b"PK\x03\x04"
+
+
 def _read_numpy(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    with path.open("rb") as file:
+        start = file.read(len(_NPY_SIGNATURE))
+    if not start.startswith((_NPY_SIGNATURE, _NPZ_SIGNATURE)):
+        raise DataError(
+            f"{path}: not a NumPy file (it starts with neither the .npy nor the "
+            ".npz signature)"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise DataError(f"{path}: not a plain NumPy file: {error}") from None
+    except ValueError:
+        raise DataError(
+            f"{path}: holds Python objects, not numbers; only arrays of numbers "
+            "are read"
+        ) from None
     except (OSError, EOFError) as error:
-        raise DataError(f"{path}: not a NumPy file: {error}") from None
+        raise DataError(f"{path}: not a readable NumPy file: {error}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             columns = {}
             for name in loaded.files:
                 try:
                     columns[name] = loaded[name]
-                except ValueError as error:
-                    raise DataError(f"{path}, column {name!r}: {error}") from None
+                except ValueError:
+                    raise DataError(
+                        f"{path}, column {name!r}: holds Python objects, not numbers"
+                    ) from None
         for name, values in columns.items():
             if values.ndim != 1:
                 raise DataError(
@@ -260,14 +289,28 @@ def _read_file(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         raise DataError(f"{path}: not a file")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unknown kind of file; allowed: {SUFFIXES}")
+        raise DataError(f"{path}: unknown kind of file; allowed: {', '.join(SUFFIXES)}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
     return _read_csv(path) if suffix == ".csv" else _read_numpy(path)
 
 
-def _header(path: Path | str) -> str:
-    return "line 1" if str(path).lower().endswith(".csv") else "columns"
+def _chosen(
+    label: str, path, columns: dict, inputs: tuple[str, ...], target: str
+) -> None:
+    """Check that the named ``inputs`` and ``target`` are distinct columns."""
+    known = ", ".join(columns)
+    where = ", line 1" if str(path).lower().endswith(".csv") else ""
+    for name in (*inputs, *([target] if target else [])):
+        if name not in columns:
+            raise DataError(
+                f"{label}{where}, column {name!r}: no such column; columns: {known}"
+            )
+    twice = next((name for name in inputs if inputs.count(name) > 1), None)
+    if twice is not None:
+        raise DataError(f"{label}, column {twice!r}: named twice among the inputs")
+    if target and target in inputs:
+        raise DataError(f"{label}, column {target!r}: both an input and the target")
 
 
 def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
@@ -280,26 +323,21 @@ def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], s
     else:
         if source.dataset not in BUNDLED:
             raise DataError(
-                f"unknown bundled data set {source.dataset!r}; allowed: {BUNDLED}"
+                f"unknown bundled data set {source.dataset!r}; allowed: "
+                + ", ".join(BUNDLED)
             )
         label = f"bundled data set {source.dataset}"
         columns, where = _read_bundled(source.dataset)
         target = source.target or "target"
 
-    header = _header(source.path)
     if not where:
         raise DataError(f"{label}: no data rows")
-    known = list(columns)
     if not target:
-        raise DataError(f"{label}: no target column given; columns: {known}")
-    inputs = source.inputs or tuple(name for name in known if name != target)
-    for name in (*inputs, target):
-        if name not in columns:
-            raise DataError(
-                f"{label}, {header}, column {name!r}: no such column; columns: {known}"
-            )
-    if target in inputs:
-        raise DataError(f"{label}, column {target!r}: both an input and the target")
+        raise DataError(
+            f"{label}: no target column given; columns: {', '.join(columns)}"
+        )
+    inputs = tuple(source.inputs) or tuple(name for name in columns if name != target)
+    _chosen(label, source.path, columns, inputs, target)
     if not inputs:
         raise DataError(f"{label}: no input column besides the target {target!r}")
 
@@ -313,15 +351,7 @@ def read(source: DataSource) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], s
 def _is_numeric(values: np.ndarray) -> bool:
     """Whether a raw column holds numbers: a numeric dtype, or some text entry that
     reads as a number (a column of mere labels does not)."""
-    if values.dtype.kind in "biuf":
-        return True
-    for entry in values:
-        try:
-            float(str(entry).strip())
-        except ValueError:
-            continue
-        return True
-    return False
+    return values.dtype.kind in "biuf" or any(map(_reads_as_number, values))
 
 
 def read_points(
@@ -344,23 +374,15 @@ def read_points(
     path = Path(path)
     label = str(path)
     columns, where = _read_file(path)
-    header = _header(path)
     if not where:
         raise DataError(f"{label}: no data rows")
-    known = list(columns)
-    for name in (*inputs, *([target] if target else [])):
-        if name not in columns:
-            raise DataError(
-                f"{label}, {header}, column {name!r}: no such column; columns: {known}"
-            )
-    if target and target in inputs:
-        raise DataError(f"{label}, column {target!r}: both an input and the target")
+    _chosen(label, path, columns, tuple(inputs), target)
     if not inputs:
         inputs = tuple(
-            name for name in known if name != target and _is_numeric(columns[name])
+            name for name in columns if name != target and _is_numeric(columns[name])
         )
     if not inputs:
-        raise DataError(f"{label}: no numeric column; columns: {known}")
+        raise DataError(f"{label}: no numeric column; columns: {', '.join(columns)}")
     points = np.stack(
         [_numeric(label, name, columns[name], where) for name in inputs], axis=1
     )

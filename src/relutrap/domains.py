@@ -116,7 +116,8 @@ class FiniteSet:
         return np.max(weights @ self.array().T, axis=-1)
 
     def describe(self) -> str:
-        return f"{len(self.points)} points in R^{self.dimension}"
+        count = len(self.points)
+        return f"{count} point{'' if count == 1 else 's'} in R^{self.dimension}"
 
 
 @dataclass(frozen=True)
