@@ -50,7 +50,7 @@ BAD_FIELDS = [
     (
         ("parts", 0, "optimizers", 0, "convention"),
         "keras2",
-        ["parts.0.optimizers.0", "convention", "'book'", "'keras'"],
+        ["parts.0.optimizers.0", "convention", "allowed: book, torch", "keras"],
     ),
     (
         ("parts", 0, "optimizers", 0, "schedule"),

@@ -118,7 +118,7 @@ BAD_SPECS = [
         "unknown optimizer",
         'name = "adam"',
         'name = "adamw"',
-        ["field parts.0.optimizers.0.name", "allowed:", "'adam'", "'nadam'"],
+        ["field parts.0.optimizers.0.name", "allowed: sgd, momentum", " adam,", " nadam,"],
     ),
     (
         "unknown range key",

@@ -167,7 +167,9 @@ def run_experiment(
         BackendError: Ray is missing or a chunk failed every attempt.
     """
     if backend not in BACKENDS:
-        raise BackendError(f"backend {backend!r} unknown; allowed: {BACKENDS}")
+        raise BackendError(
+            f"backend {backend!r} unknown; allowed: {', '.join(BACKENDS)}"
+        )
     planned_cells = cells(spec)
     transforms = custom_transforms(spec, custom)
     report = on_progress or (lambda count, label, trained: None)

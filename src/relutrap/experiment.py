@@ -284,8 +284,8 @@ class ScheduleSpec(_Strict):
         unknown = sorted(given - set(allowed))
         if unknown:
             raise ValueError(
-                f"{unknown} not a parameter of the {self.kind} schedule; "
-                f"allowed: {sorted(allowed)}"
+                f"{', '.join(unknown)} not a parameter of the {self.kind} schedule; "
+                f"allowed: {', '.join(sorted(allowed)) or 'none'}"
             )
         return self
 
@@ -325,7 +325,8 @@ class OptimizerSpec(_Strict):
             (optimizers.OPTAX_PREFIX, optimizers.CUSTOM_PREFIX)
         ):
             raise ValueError(
-                f"unknown optimizer {name!r}; allowed: {tuple(optimizers.OPTIMIZERS)}"
+                f"unknown optimizer {name!r}; allowed: "
+                f"{', '.join(optimizers.OPTIMIZERS)}"
                 f", {optimizers.OPTAX_PREFIX}<name of an optax optimizer> or "
                 f"{optimizers.CUSTOM_PREFIX}<name of a transform given from Python>"
             )
@@ -345,14 +346,18 @@ class OptimizerSpec(_Strict):
         if self.convention not in optimizers.conventions(self.name):
             raise ValueError(
                 f"convention: {self.convention!r} unknown for {self.name}; "
-                f"allowed: {optimizers.conventions(self.name)}"
+                f"allowed: {', '.join(optimizers.conventions(self.name))}"
             )
         allowed = optimizers.hyperparameters(self.name, self.convention)
         unknown = sorted(set(self.settings) - set(allowed))
         if unknown:
             raise ValueError(
-                f"settings: unknown for {self.name}: {unknown}; "
-                f"allowed: {sorted(allowed)}"
+                f"settings: unknown for {self.name}: {', '.join(unknown)}; "
+                + (
+                    f"allowed: {', '.join(sorted(allowed))}"
+                    if allowed
+                    else f"{self.name} takes no settings"
+                )
             )
         for name, value in self.settings.items():
             if not isinstance(value, float | int) or isinstance(value, bool):

@@ -102,9 +102,13 @@ class Initialization:
 
     def __post_init__(self):
         if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown scheme {self.scheme!r}; allowed: {SCHEMES}")
+            raise ValueError(
+                f"unknown scheme {self.scheme!r}; allowed: {', '.join(SCHEMES)}"
+            )
         if self.bias not in BIAS_RULES:
-            raise ValueError(f"unknown bias rule {self.bias!r}; allowed: {BIAS_RULES}")
+            raise ValueError(
+                f"unknown bias rule {self.bias!r}; allowed: {', '.join(BIAS_RULES)}"
+            )
         if self.scheme == "asymmetric" and self.bias != "default":
             raise ValueError("the asymmetric scheme draws the biases with the weights")
 

@@ -467,7 +467,7 @@ def risk_levels(
     _check_shallow(arch)
     _check_box(problem)
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; allowed: {METHODS}")
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
     if method == "auto":
         method = "free-knot" if problem.dimension == 1 else "training"
     if method in ("free-knot", "both") and problem.dimension != 1:

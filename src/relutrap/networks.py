@@ -44,7 +44,7 @@ def activation(name: str = "relu", negative_slope: float = 0.01) -> Activation:
         return functools.partial(jax.nn.leaky_relu, negative_slope=negative_slope)
     if name == "softplus":
         return jax.nn.softplus
-    raise ValueError(f"unknown activation {name!r}; allowed: {ACTIVATIONS}")
+    raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
 
 
 def architecture(dimension: int, hidden: Sequence[int]) -> Architecture:

@@ -702,11 +702,13 @@ def conventions(name: str) -> tuple[str, ...]:
 def check_convention(name: str, convention: str) -> None:
     """Raise a ``ValueError`` naming the allowed values if the pair is unknown."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; allowed: {tuple(OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}"
+        )
     if convention not in OPTIMIZERS[name]:
         raise ValueError(
             f"unknown convention {convention!r} for {name}; "
-            f"allowed: {conventions(name)}"
+            f"allowed: {', '.join(conventions(name))}"
         )
 
 
@@ -795,8 +797,8 @@ def make(
     unknown = set(settings) - set(allowed)
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {sorted(unknown)} for {name} ({convention}); "
-            f"allowed: {sorted(allowed)}"
+            f"unknown setting(s) {', '.join(sorted(unknown))} for {name} "
+            f"({convention}); allowed: {', '.join(sorted(allowed)) or 'none'}"
         )
     rate: LearningRate = learning_rate
     if schedule is not None:

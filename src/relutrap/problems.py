@@ -67,7 +67,9 @@ class Target:
 
     def __post_init__(self):
         if self.kind not in TARGETS:
-            raise ValueError(f"unknown target {self.kind!r}; allowed: {TARGETS}")
+            raise ValueError(
+                f"unknown target {self.kind!r}; allowed: {', '.join(TARGETS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ class Problem:
         if self.evaluation_size < 2:
             raise ValueError("evaluation_size must be at least 2")
         if self.shape not in SHAPES:
-            raise ValueError(f"unknown shape {self.shape!r}; allowed: {SHAPES}")
+            raise ValueError(
+                f"unknown shape {self.shape!r}; allowed: {', '.join(SHAPES)}"
+            )
         if len(self.center) not in (1, self.dimension):
             raise ValueError(
                 f"center has {len(self.center)} coordinates; give 1 or {self.dimension}"

@@ -73,12 +73,12 @@ def make(kind: str, steps: int, **parameters: float) -> Schedule | None:
     ``steps`` is the cell's number of steps (used by ``cosine``).
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown schedule {kind!r}; allowed: {KINDS}")
+        raise ValueError(f"unknown schedule {kind!r}; allowed: {', '.join(KINDS)}")
     unknown = set(parameters) - set(PARAMETERS[kind])
     if unknown:
         raise ValueError(
-            f"unknown parameter(s) {sorted(unknown)} of the {kind} schedule; "
-            f"allowed: {sorted(PARAMETERS[kind])}"
+            f"unknown parameter(s) {', '.join(sorted(unknown))} of the {kind} "
+            f"schedule; allowed: {', '.join(sorted(PARAMETERS[kind])) or 'none'}"
         )
     if kind == "constant":
         return None

@@ -305,7 +305,11 @@ def open_for_reading(directory: str | Path):
     if not Path(directory).is_dir():
         raise StoreError(
             f"{directory} is a file; give the study's output directory"
-            + (f", {Path(directory).parent}" if Path(directory).name == DATABASE else "")
+            + (
+                f", {Path(directory).parent}"
+                if Path(directory).name == DATABASE
+                else ""
+            )
         )
     if not path.is_file():
         raise StoreError(f"{directory} holds no relutrap results ({DATABASE} missing)")
