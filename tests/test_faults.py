@@ -118,7 +118,19 @@ BAD_SPECS = [
         "unknown optimizer",
         'name = "adam"',
         'name = "adamw"',
-        ["field parts.0.optimizers.0.name", "allowed: sgd, momentum", " adam,", " nadam,"],
+        [
+            "field parts.0.optimizers.0.name",
+            "allowed: sgd, momentum",
+            " adam,",
+            " nadam,",
+        ],
+    ),
+    (
+        "two parts of one name",
+        "learning_rate = 0.01\n",
+        'learning_rate = 0.01\n[[parts]]\nname = "w"\nwidth = [2]\n'
+        '[[parts.optimizers]]\nname = "sgd"\nlearning_rate = 0.1\n',
+        ["field parts: part names must be unique; 'w' appears twice"],
     ),
     (
         "unknown range key",

@@ -121,7 +121,9 @@ def custom_transforms(spec: ExperimentSpec, custom: dict | None) -> dict:
             name = cell.optimizer.removeprefix(optimizers.CUSTOM_PREFIX)
             if name not in custom:
                 raise SpecError(
-                    f"optimizer {cell.optimizer}: no transform named {name!r} given"
+                    f"part {cell.part!r}, optimizer {cell.optimizer}: no transform "
+                    f"named {name!r} given; a custom: optimizer is given from Python "
+                    "(relutrap.study(spec, custom={...})), not on the command line"
                 )
             named[cell.optimizer] = custom[name]
     return named

@@ -211,7 +211,8 @@ def run(
     except backends.BackendError as error:
         _fail(str(error), code=1)
     except KeyboardInterrupt as stop:
-        progress.stop()
+        if progress.live.is_started:
+            progress.stop()
         console.print(
             f"interrupted: the chunks stored in {out} are kept; run the same "
             "command again to resume",
@@ -220,7 +221,9 @@ def run(
         raise typer.Exit(128 + getattr(stop, "signal", signal.SIGINT)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-        progress.stop()
+        # (Stopping a bar never started would print an empty line.)
+        if progress.live.is_started:
+            progress.stop()
     console.print(f"results in {out}; see [bold]relutrap summary {out}[/]")
 
 

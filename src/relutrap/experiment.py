@@ -514,11 +514,17 @@ class ExperimentSpec(_Strict):
     checkpoints: int = Field(12, ge=2, le=1000)
     parts: list[PartSpec] = Field(min_length=1)
 
+    @field_validator("parts")
+    @classmethod
+    def _unique_part_names(cls, parts):
+        names = [part.name for part in parts]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:
+            raise ValueError(f"part names must be unique; {twice!r} appears twice")
+        return parts
+
     @model_validator(mode="after")
-    def _unique_part_names(self):
-        names = [part.name for part in self.parts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"parts: names must be unique, got {names}")
+    def _distinct_cells(self):
         cells(self)
         return self
 
@@ -598,7 +604,7 @@ def load_spec(path: str | Path | None = None) -> ExperimentSpec:
 def with_runs(spec: ExperimentSpec, runs: int) -> ExperimentSpec:
     """The spec with ``runs`` runs in every cell."""
     if runs < 1:
-        raise SpecError("runs: must be at least 1")
+        raise SpecError(f"--runs: must be at least 1, got {runs}")
     parts = [part.model_copy(update={"runs": None}) for part in spec.parts]
     return spec.model_copy(update={"runs": runs, "parts": parts})
 
