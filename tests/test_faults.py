@@ -396,6 +396,7 @@ def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp
         stop_after_first_chunk(first, out)  # it holds the output while frozen
         second = start_relutrap("run", spec, "--out", out, cache=cache)
         _, second_errors = second.communicate(timeout=300)
+        meanwhile = relutrap("summary", out, cache=cache, timeout=300)
     finally:
         first.send_signal(signal.SIGCONT)
     _, first_errors = first.communicate(timeout=300)
@@ -403,6 +404,7 @@ def test_a_second_writer_is_refused_plainly_and_corrupts_nothing(long_study, tmp
     assert second.returncode == 2
     assert "another relutrap process is writing to" in words(second_errors)
     assert "Traceback" not in second_errors
+    assert "another process is writing to it now" in words(meanwhile.stderr)
     assert first.returncode == 0, first_errors
     assert_same_runs(out, reference)
     with sqlite3.connect(out / DATABASE) as connection:

@@ -432,7 +432,7 @@ def summary(
     from relutrap.analysis import completeness, flatten, rates
     from relutrap.api import summary as read_summary
     from relutrap.experiment import SpecError
-    from relutrap.store import StoreError, open_for_reading
+    from relutrap.store import StoreError, being_written, open_for_reading
 
     try:
         records = read_summary(directory)
@@ -505,7 +505,12 @@ def summary(
             f"{incomplete['runs_stored']} of {incomplete['runs_planned']} runs "
             f"stored, {len(not_started)} cells not started, "
             f"{len(incomplete['cells_unfinished'])} unfinished; the rate fits use a "
-            "partial grid; run it again with the same spec to finish it"
+            "partial grid; "
+            + (
+                "another process is writing to it now"
+                if being_written(directory)
+                else "run it again with the same spec to finish it"
+            )
             + (f" (not started: {', '.join(not_started)})" if not_started else ""),
             highlight=False,
         )

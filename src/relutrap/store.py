@@ -296,6 +296,21 @@ def open_for_writing(directory: str | Path):
             connection.close()
 
 
+def being_written(directory: str | Path) -> bool:
+    """Whether a relutrap process holds the writer's lock of ``directory`` now."""
+    try:
+        lock = open(Path(directory) / LOCK)
+    except OSError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
 @contextmanager
 def open_for_reading(directory: str | Path):
     """Open an existing store read-only."""
