@@ -16,17 +16,25 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import relutrap
+from relutrap.analysis import HELD_FIXED
 from relutrap.cli import app
 from relutrap.report.figures import (
+    COLLAPSE_BOUND,
     Group,
     _quartiles,
+    _risk_range,
+    _tolerance_limit,
+    census_figure,
     final_risk_figure,
     groups,
     optimizer_label,
     probability_figure,
     save,
+    study_figures,
+    trajectory_figure,
 )
 from relutrap.report.reading import percent, reading
+from relutrap.report.study import Study
 
 HOSTILE_NAME = 'tiny <script>alert("name")</script> & co'
 HOSTILE_DESCRIPTION = "<script>alert('description')</script><b>bold?</b>"
@@ -356,6 +364,8 @@ def record(part="w", width=2, depth=1, optimizer="adam", **changes) -> dict:
         "schedule": {"kind": "constant"},
         "learning_rate": 0.01,
         "tolerance": 1e-4,
+        "target": "teacher",
+        "data": None,
         "optimal_risk": 0.0,
         "target_variance": 0.04,
     }
@@ -501,3 +511,312 @@ def test_quartiles_keep_diverged_runs_infinite():
     low, median, high = _quartiles([[1.0, None], [2.0, None], [3.0, 0.5], [4.0, 1.0]])
     assert list(low) == [1.0, 0.5] and list(median) == [2.0, 1.0]
     assert list(high) == [3.0, np.inf]
+
+
+def test_group_names_are_unique_within_a_study():
+    # "a b" and "a_b" make the same file name; "A_B" would on a case-insensitive
+    # file system; "a_b-2" is what the second would become
+    cells = [record(part, 2) for part in ("a b", "a_b", "A_B", "a_b-2")]
+    # grids of width and depth: one group per depth
+    cells += [record("c d", w, d) for w in (1, 2) for d in (1, 2)]
+    cells += [record("c_d", w, d) for w in (1, 2) for d in (1, 2)]
+    names = [group.name for group in groups(cells)]
+    # deterministic by part order: the first part keeps the plain name
+    assert names == [
+        "a_b",
+        "a_b-2",
+        "A_B-3",
+        "a_b-2-2",
+        "c_d-depth1",
+        "c_d-depth2",
+        "c_d-2-depth1",
+        "c_d-2-depth2",
+    ]
+    assert len({name.lower() for name in names}) == len(names)
+
+
+def full_record(part="w", width=2, depth=1, optimizer="adam", **changes) -> dict:
+    """A summary record with every field the figures of a study read."""
+    return with_proportions(record(part, width, depth, optimizer)) | {
+        "steps": 20,
+        "init": "normal",
+        "revived": 0,
+        "some_certified_inactive": {
+            "count": 2,
+            "runs": 4,
+            "fraction": 0.5,
+            "low": 0.07,
+            "high": 0.93,
+        },
+        "theory_some_first_layer_inactive": 1 - 0.625**width,
+        "theory_some_certified_inactive": 1 - 0.625**width * 0.8 ** (depth - 1),
+        "theory_certified_collapse": 0.375**width + 0.02 * (depth - 1),
+        **changes,
+    }
+
+
+def fake_study(records: list[dict], steps=(0, 1, 5, 20)) -> Study:
+    """A study of ``records`` with four runs per cell, without a store."""
+    runs, checkpoints = {}, {}
+    for entry in records:
+        hidden = entry["architecture"][1:-1]
+        runs[entry["cell"]] = [
+            {
+                "final_risk": 10.0 ** -(index + 1),
+                "certified_any": index % 3,
+                "census": {
+                    field: [index % 2] * len(hidden)
+                    for field in (
+                        "certified_init",
+                        "certified_end",
+                        "observed_init",
+                        "observed_end",
+                    )
+                },
+                "checkpoint_risk": [0.5 / (1 + step + index) for step in steps],
+            }
+            for index in range(4)
+        ]
+        checkpoints[entry["cell"]] = list(steps)
+    return Study(Path("."), {}, {}, "", records, runs, checkpoints)
+
+
+def test_study_figure_names_are_unique(tmp_path):
+    study = fake_study([full_record("a b"), full_record("a_b")])
+    names = [drawn.name for drawn in study_figures(study)]
+    assert len(set(names)) == len(names) == 8
+    assert "a_b-probability" in names and "a_b-2-probability" in names
+
+
+LONG_OPTIMIZERS = (
+    {"optimizer": "sgd"},
+    {"optimizer": "momentum"},
+    {"optimizer": "adam", "convention": "torch"},
+    {"optimizer": "adam", "schedule": {"kind": "cosine"}},
+    {"optimizer": "optax:adamw", "convention": None},
+)
+
+
+def _clipped(figure) -> bool:
+    """Whether anything drawn (titles, legends, labels) reaches beyond the edges
+    of ``figure``: its tight bounding box, what ``bbox_inches="tight"`` would save,
+    is then larger than the figure."""
+    figure.draw_without_rendering()
+    tight = figure.get_tightbbox()
+    width, height = figure.get_size_inches()
+    slack = 0.02
+    return (
+        tight.x0 < -slack
+        or tight.y0 < -slack
+        or tight.x1 > width + slack
+        or tight.y1 > height + slack
+    )
+
+
+def test_one_width_figures_clip_nothing():
+    cells = [
+        full_record("optimizers", 4, optimizer=entry["optimizer"])
+        | {k: v for k, v in entry.items() if k != "optimizer"}
+        | {"cell": f"cell{index}"}
+        for index, entry in enumerate(LONG_OPTIMIZERS)
+    ]
+    study = fake_study(cells)
+    group = groups(cells)[0]
+    figures = {
+        "probability": probability_figure(group),
+        "final-risk": final_risk_figure(group, study.runs),
+        "census": census_figure(group, study.runs),
+        "trajectories": trajectory_figure(group, study),
+    }
+    for name, figure in figures.items():
+        assert not _clipped(figure), name
+    # a theory line through one width is a visible tick, not a zero-length line
+    theory = [
+        line
+        for axes in figures["probability"].axes
+        for line in axes.get_lines()
+        if line.get_label().startswith("theory")
+    ]
+    assert theory and all(line.get_marker() == "_" for line in theory)
+    (at_init,) = [
+        line
+        for line in figures["census"].axes[1].get_lines()
+        if line.get_label() == "at init (all optimizers)"
+    ]
+    assert at_init.get_marker() == "_"
+
+
+def test_tolerance_is_inside_the_final_risk_range():
+    # the depth study's case: tolerance 1e-4 times Var f = 0.062, runs above 3e-5
+    cell = record(target_variance=0.062)
+    limit = _tolerance_limit(cell)
+    group = Group("w", "w", "width", (cell,))
+    low, high = _risk_range(group, [[[3e-5, 1e-3, 0.06]]])
+    assert low < limit < high
+    runs = {
+        cell["cell"]: [
+            {"final_risk": risk, "certified_any": 0} for risk in (3e-5, 1e-3, 0.06)
+        ]
+    }
+    panel = final_risk_figure(group, runs).axes[0]
+    left, right = panel.get_xlim()
+    assert left < limit < right
+
+
+def test_runs_axes_have_integer_ticks():
+    runs = {
+        "w-2-1-adam": [
+            {"final_risk": risk, "certified_any": 0} for risk in (1e-3, 1e-2, 0.1)
+        ]
+    }
+    figure = final_risk_figure(Group("w", "w", "width", (record(),)), runs)
+    figure.draw_without_rendering()
+    ticks = figure.axes[0].get_yticks()
+    assert len(ticks) >= 2 and np.all(ticks == np.round(ticks))
+
+
+def _theory_lines(axes) -> list:
+    return [line for line in axes.get_lines() if line.get_label().startswith("theory")]
+
+
+def test_distinct_theories_have_distinct_styles():
+    schemes = {"normal": 0.375, "he_normal": 0.5}
+    cells = [
+        full_record(
+            "sweep",
+            w,
+            cell=f"{scheme}{w}",
+            init=scheme,
+            initialization={"scheme": scheme},
+            p_first_layer_neuron=p,
+        )
+        for scheme, p in schemes.items()
+        for w in (1, 2, 4)
+    ]
+    # the fits of both schemes agree in every field but the initialization
+    fits = [
+        {
+            "part": "sweep",
+            "optimizer": "adam",
+            "convention": "book",
+            "learning_rate": 0.01,
+            "axis": "width",
+            "fixed": {"depth": 1},
+            "held_fixed": {name: cell.get(name) for name in HELD_FIXED},
+            "event": "certified_nonconvergent",
+            "slope": slope,
+            "intercept": 0.0,
+        }
+        for cell, slope in ((cells[0], -0.47), (cells[3], -0.69))
+    ]
+    figure = probability_figure(groups(cells)[0], fits)
+    certified = _theory_lines(figure.axes[0])
+    assert [line.get_label() for line in certified] == [
+        "theory $1-(1-p)^{l_1}$, p = 0.375 (normal init)",
+        "theory $1-(1-p)^{l_1}$, p = 0.5 (he_normal init)",
+    ]
+    styles = {(line.get_linestyle(), line.get_color()) for line in certified}
+    assert len(styles) == 2
+    # each initialization's series gets its own fit
+    fitted = [
+        line.get_label()
+        for line in figure.axes[-1].get_lines()
+        if line.get_label().startswith("fit")
+    ]
+    assert fitted == ["fit, slope -0.470", "fit, slope -0.690"]
+
+
+def test_theory_of_a_dead_first_layer_neuron_only_where_it_bounds_the_verdict():
+    unknown = {key: None for key in ("count", "fraction", "low", "high")}
+    cells = [
+        full_record(
+            "sine",
+            w,
+            target="sin",
+            optimal_risk=None,
+            observed_nonconvergent=unknown | {"runs": 4},
+        )
+        for w in (1, 2, 4)
+    ]
+    figure = probability_figure(groups(cells)[0])
+    certified, observed, complement = figure.axes[:3]
+    labels = [
+        line.get_label()
+        for axes in figure.axes
+        for line in axes.get_lines()
+        if "p)" in line.get_label()
+    ]
+    assert labels == [], "1-(1-p)^l1 bounds no verdict of a sine target"
+    assert [line.get_label() for line in _theory_lines(certified)] == [COLLAPSE_BOUND]
+    x, y = _theory_lines(certified)[0].get_data()
+    assert list(x) == [1, 2, 4] and np.allclose(y, [0.375**w for w in (1, 2, 4)])
+    assert _theory_lines(observed) == []
+    assert np.allclose(
+        _theory_lines(complement)[0].get_ydata(), [1 - 0.375**w for w in (1, 2, 4)]
+    )
+    study = fake_study(cells)
+    (caption,) = [d.caption for d in study_figures(study) if "probability" in d.name]
+    assert "collapses only" in caption and "left out" in caption
+    teacher = fake_study([full_record("t", w) for w in (1, 2)])
+    (caption,) = [d.caption for d in study_figures(teacher) if "probability" in d.name]
+    assert "1-(1-p)^l1" in caption and "left out" not in caption
+
+
+def test_depth_log_panels_carry_theory_and_fits():
+    cells = [full_record("depth", 2, d, cell=f"d{d}") for d in (1, 2, 4)]
+    fits = [
+        {
+            "part": "depth",
+            "optimizer": "adam",
+            "convention": "book",
+            "learning_rate": 0.01,
+            "axis": "depth",
+            "fixed": {"width": 2},
+            "event": event,
+            "slope": slope,
+            "intercept": 0.1,
+            "theory_slope": theory,
+        }
+        for event, slope, theory in (
+            ("some_certified_inactive", -0.53, -0.267),
+            ("collapsed", -0.46, -0.016),
+        )
+    ]
+    group = groups(cells)[0]
+    assert group.axis == "depth"
+    figure = probability_figure(group, fits)
+    titles = {axes.get_title().split(":")[0]: axes for axes in figure.axes}
+    for title, field, slope, theory in (
+        (
+            "Some neuron certified inactive",
+            "theory_some_certified_inactive",
+            -0.53,
+            -0.267,
+        ),
+        ("Collapsed", "theory_certified_collapse", -0.46, -0.016),
+    ):
+        panel = titles[title]
+        assert panel.get_yscale() == "log"
+        (line,) = _theory_lines(panel)
+        assert f"{theory:.3f}" in line.get_label()
+        assert np.allclose(line.get_ydata(), [1 - cell[field] for cell in cells])
+        (fit,) = [f for f in panel.get_lines() if f.get_label().startswith("fit")]
+        x, y = fit.get_data()
+        assert np.allclose(y, np.exp(0.1 + slope * x))
+    legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
+    assert any("slope of log(1 − P): -0.267" in text for text in legend)
+
+
+def test_untrained_part_has_a_sensible_step_axis():
+    cells = [full_record("zero", w, steps=0, cell=f"z{w}") for w in (1, 2)]
+    study = fake_study(cells, steps=(0,))
+    figure = trajectory_figure(groups(cells)[0], study)
+    for panel in figure.axes[:2]:
+        assert panel.get_xscale() == "linear"
+        left, right = panel.get_xlim()
+        assert left <= -0.5 and right >= 0.5
+        assert list(panel.get_xticks()) == [0]
+        # the risk at step 0 is drawn: a median with bars to the quartiles
+        assert any(len(line.get_xdata()) == 1 for line in panel.get_lines())
+    (caption,) = [d.caption for d in study_figures(study) if "trajector" in d.name]
+    assert "steps = 0" in caption
