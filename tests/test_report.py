@@ -365,6 +365,7 @@ def record(part="w", width=2, depth=1, optimizer="adam", **changes) -> dict:
         "learning_rate": 0.01,
         "tolerance": 1e-4,
         "target": "teacher",
+        "teacher_width": width,
         "data": None,
         "optimal_risk": 0.0,
         "target_variance": 0.04,
@@ -760,6 +761,10 @@ def test_theory_of_a_dead_first_layer_neuron_only_where_it_bounds_the_verdict():
     teacher = fake_study([full_record("t", w) for w in (1, 2)])
     (caption,) = [d.caption for d in study_figures(teacher) if "probability" in d.name]
     assert "1-(1-p)^l1" in caption and "left out" not in caption
+    # A teacher narrower than the student leaves room for dead neurons.
+    narrow = fake_study([full_record("n", w, teacher_width=1) for w in (2, 4)])
+    (caption,) = [d.caption for d in study_figures(narrow) if "probability" in d.name]
+    assert "left out" in caption
 
 
 def test_depth_log_panels_carry_theory_and_fits():

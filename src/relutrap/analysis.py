@@ -210,6 +210,11 @@ def summarize_cell(
         "init": cell.init.scheme,
         "initialization": dataclasses.asdict(cell.init),
         "target": cell.problem.target.kind if cell.problem.data is None else None,
+        "teacher_width": (
+            cell.problem.teacher_width(cell.architecture)
+            if cell.problem.data is None and cell.problem.target.kind == "teacher"
+            else None
+        ),
         "data": None if cell.problem.data is None else cell.problem.data.name(),
         "domain": None
         if cell.problem.data is not None

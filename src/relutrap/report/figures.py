@@ -264,14 +264,16 @@ def _proportion_arrays(cells: list[dict], key: str):
 
 def _first_layer_certifies(record: dict) -> bool:
     """Whether a certified inactive first-layer neuron certifies that the cell's run
-    does not converge: for a shallow student of a teacher with optimal risk 0 on a
-    box (see :func:`relutrap.engine.certified_nonconvergent`).  Elsewhere (deeper
-    cells, targets whose optimal risk is not known, data sets) only a collapse
-    certifies, and ``1 - (1 - p)^l1`` bounds no verdict of the cell."""
+    does not converge: for a shallow student of a teacher of its own width with
+    optimal risk 0 on a box (see :func:`relutrap.engine.certified_nonconvergent`).
+    Elsewhere (deeper cells, a narrower teacher, which leaves room for dead neurons,
+    targets whose optimal risk is not known, data sets) only a collapse or several
+    dead neurons certify, and ``1 - (1 - p)^l1`` bounds no verdict of the cell."""
     return (
         record["depth"] == 1
         and record.get("data") is None
         and record.get("target") == "teacher"
+        and record.get("teacher_width") == record["architecture"][1]
         and record.get("optimal_risk") == 0.0
     )
 
