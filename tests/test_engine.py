@@ -219,10 +219,22 @@ def test_fast_engine_equals_the_obvious_one(changes, make_cell):
 
 def test_groups_and_padding_change_no_run(make_cell, monkeypatch):
     cell = make_cell(hidden=(3, 2))
+    monkeypatch.setattr(engine, "group_size", lambda cell, runs: runs)
     whole = engine.train_runs(cell, SEED, range(10))
 
-    monkeypatch.setattr(engine, "GROUP_RUNS", 4)
+    monkeypatch.setattr(engine, "group_size", lambda cell, runs: 4)
     grouped = engine.train_runs(cell, SEED, range(10))
 
     _assert_same_outcomes(grouped, whole)
     assert len(np.unique(grouped.final_risk)) == 10
+
+
+def test_groups_fit_the_cache_and_feed_every_processor(make_cell, monkeypatch):
+    monkeypatch.setattr(engine, "_workers", lambda: 2)
+    narrow, wide = make_cell(hidden=(3, 2)), make_cell(hidden=(256, 256))
+    per_run = wide.batch_size * 256 * 4
+
+    assert engine.group_size(narrow, 10_000) == engine.GROUP_RUNS
+    assert engine.group_size(wide, 10_000) == engine.GROUP_BYTES // per_run
+    assert engine.group_size(narrow, 9) == 5  # two groups for two processors
+    assert engine.group_size(narrow, 1) == 1

@@ -24,7 +24,8 @@ What makes it fast: the gradient is written out by hand (:mod:`relutrap.backprop
 so every matrix product is a batched product over runs in a layout the CPU's kernels
 handle well; the mini-batches are drawn by a plain-array Threefry
 (:mod:`relutrap.threefry`) with the same bits as ``jax.random``; and a chunk is
-trained in groups of :data:`GROUP_RUNS` runs, one group per processor at a time.
+trained in groups of runs sized to the processor's cache (:func:`group_size`), one
+group per processor at a time.
 ``tests/engine_reference.py`` keeps the obvious version, which the tests compare
 against.
 """
@@ -293,7 +294,12 @@ def train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
 def _train_runs(cell: Cell, seed: int, run_indices, optimizer=None) -> Outcomes:
     compiled = _compiled_training(dataclasses.replace(cell, part=""), optimizer)
     return outcomes_of_training(
-        cell, seed, run_indices, functools.partial(_train_in_groups, compiled)
+        cell,
+        seed,
+        run_indices,
+        functools.partial(
+            _train_in_groups, compiled, group_size(cell, len(run_indices))
+        ),
     )
 
 
@@ -366,7 +372,24 @@ def _no_inactivity(census: inactivity.Census) -> inactivity.Census:
 
 
 GROUP_RUNS = 256
-"""Runs trained by one compiled program at a time (see :func:`_train_in_groups`)."""
+"""The most runs trained by one compiled program at a time (see :func:`group_size`)."""
+
+GROUP_BYTES = 2**18
+"""What one layer's activations on a mini-batch may take for a whole group: about a
+processor's second-level cache, so that a group's arrays stay there through the
+steps."""
+
+
+def group_size(cell: Cell, runs: int) -> int:
+    """How many of ``runs`` runs of ``cell`` one compiled program trains at a time:
+    at most :data:`GROUP_RUNS`, few enough that a layer's activations on a
+    mini-batch fit in :data:`GROUP_BYTES`, and few enough that every processor
+    gets a group."""
+    widest = max(cell.architecture[1:-1])
+    per_run = cell.batch_size * widest * jnp.dtype(cell.dtype).itemsize
+    by_cache = max(1, GROUP_BYTES // per_run)
+    by_workers = -(-runs // _workers())
+    return max(1, min(GROUP_RUNS, by_cache, by_workers))
 
 
 def _workers() -> int:
@@ -376,16 +399,15 @@ def _workers() -> int:
     return os.cpu_count() or 1
 
 
-def _train_in_groups(train, params, data_keys):
-    """``train(params, data_keys)`` on groups of runs of one size, in parallel.
+def _train_in_groups(train, group, params, data_keys):
+    """``train(params, data_keys)`` on groups of ``group`` runs, in parallel.
 
-    Runs are independent, so the chunk is cut into groups of :data:`GROUP_RUNS` runs
-    (the last one padded with copies of the last run, dropped afterwards): one
-    compiled program serves every group, a group's arrays stay in the processor's
-    caches through all steps, and one thread per processor trains a group at a time.
+    Runs are independent, so the chunk is cut into groups (the last one padded with
+    copies of the last run, dropped afterwards): one compiled program serves every
+    group, a group's arrays stay in the processor's caches through all steps, and
+    one thread per processor trains a group at a time.
     """
     runs = data_keys.shape[0]
-    group = GROUP_RUNS
     if runs <= group:
         return train(params, data_keys)
     padding = -runs % group
@@ -397,9 +419,13 @@ def _train_in_groups(train, params, data_keys):
         params, data_keys = jax.tree.map(pad, (params, data_keys))
     starts = range(0, runs + padding, group)
 
+    # JAX's 64-bit mode is a setting of the calling thread: carry it over.
+    x64 = jax.config.jax_enable_x64
+
     def train_group(start):
-        part = jax.tree.map(lambda x: x[start : start + group], (params, data_keys))
-        return jax.block_until_ready(train(*part))
+        with jax.enable_x64(x64):
+            part = jax.tree.map(lambda x: x[start : start + group], (params, data_keys))
+            return jax.block_until_ready(train(*part))
 
     with concurrent.futures.ThreadPoolExecutor(_workers()) as pool:
         trained = list(pool.map(train_group, starts))
