@@ -152,6 +152,7 @@ def test_compare_runs_counts_runs_at_and_below_their_level():
     assert rows[0]["bound"] == 0.0 and rows[0]["at_level"] == 1
     assert (rows[1]["level"], rows[1]["runs"], rows[1]["at_level"]) == (1, 3, 1)
     assert rows[1]["below"] == 1 and block["below"] == 1
+    assert block["method"] == ["exact", "free-knot", "exact"]
     assert (rows[2]["runs"], rows[2]["at_level"], rows[2]["below"]) == (1, 0, 0)
 
 

@@ -850,6 +850,10 @@ def compare_runs(
         record: a levels record (:meth:`Levels.as_record`).
         runs: stored runs with ``certified_first_layer`` and ``final_risk``.
         tolerance: the cell's tolerance, relative to ``Var f``.
+
+    Returns:
+        ``risks`` and ``method`` (one entry per level, ``k = 0 .. l1``), the
+        ``risk_method``, the rows ``by_inactive`` and the total ``below``.
     """
     risks = [level["risk"] for level in record["levels"]]
     width = len(risks) - 1
@@ -878,7 +882,7 @@ def compare_runs(
         )
     return {
         "risks": risks,
-        "method": sorted({level["method"] for level in record["levels"]}),
+        "method": [level["method"] for level in record["levels"]],
         "risk_method": record["risk_method"],
         "by_inactive": rows,
         "below": sum(row["below"] for row in rows),
