@@ -1,8 +1,10 @@
 import csv
 import io
 import json
+import math
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 import relutrap as relutrap_api
@@ -332,3 +334,156 @@ def test_bound_refuses_bad_arguments_naming_the_option(arguments, option):
 
     assert result.exit_code == 2
     assert option in words(result.output)
+
+
+def strict_json(text: str):
+    """``text`` read as strict JSON: the tokens NaN and Infinity are refused."""
+
+    def refuse(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_bound_under_the_asymmetric_scheme_certifies_no_deeper_neuron():
+    result = _bound("--arch", "1,4,4,1", "--init", "asymmetric", "--format", "json")
+    record = strict_json(result.stdout)
+    table = _bound("--arch", "1,4,4,1", "--init", "asymmetric")
+
+    assert result.exit_code == 0, result.output
+    first, second = record["layers"]
+    assert first["neuron"]["method"] == "exact"
+    assert first["neuron"]["value"] == pytest.approx(0.148173, abs=1e-6)
+    assert second["neuron"] == {"value": 0.0, "method": "exact", "standard_error": 0.0}
+    assert record["some_neuron"]["value"] == pytest.approx(first["some"]["value"])
+    assert "sign test" in record["note"]
+    assert table.exit_code == 0 and "0.148173" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["--arch", "1,2,1", "--domain", "0,1e155"],
+        ["--arch", "1,2,1", "--domain", "1e300,1e301"],
+        ["--arch", "2,2,1", "--domain", "-1e200,1e200"],
+        ["--arch", "1,2,1", "--shape", "ball", "--radius", "1e308"],
+        ["--arch", "3,2,1", "--shape", "ball", "--center", "1e308", "--radius", "1"],
+        ["--arch", "1,2,1", "--init", "asymmetric", "--domain", "1e300,1e301"],
+        ["--arch", "5,2,1", "--init", "uniform", "--domain", "1e308,1.7e308"],
+    ],
+)
+def test_bound_on_huge_domains_prints_probabilities(arguments):
+    result = _bound(*arguments, "--format", "json")
+    record = strict_json(result.stdout)
+
+    assert result.exit_code == 0, result.output
+    values = [record["some_neuron"]["value"], record["collapse"]["value"]]
+    for layer in record["layers"]:
+        values += [layer[key]["value"] for key in ("neuron", "some", "every")]
+    assert all(0 <= value <= 1 for value in values)
+
+
+def test_json_output_writes_numbers_that_are_not_finite_as_null(capsys):
+    from relutrap.cli import _print_json
+
+    _print_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
+
+    assert strict_json(capsys.readouterr().out) == {
+        "a": None,
+        "b": [None, 1.5],
+        "c": {"d": None},
+    }
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--shape", "ball", "--center", "nan"], "--center: must be finite"),
+        (["--shape", "gaussian", "--center", "0,inf"], "--center: must be finite"),
+        (["--domain", "0,inf"], "--domain: must be finite"),
+        (
+            ["--init", "asymmetric", "--bias", "zero"],
+            "--bias: does not apply to --init asymmetric",
+        ),
+        (
+            ["--init", "asymmetric", "--scale", "2"],
+            "--scale: does not apply to --init asymmetric",
+        ),
+        (
+            ["--init", "asymmetric", "--bias-value", "0"],
+            "--bias-value: does not apply to --init asymmetric",
+        ),
+        (["--bias-value", "0.5"], "--bias-value: does not apply to --bias default"),
+        (
+            ["--bias", "zero", "--bias-value", "0.5"],
+            "--bias-value: does not apply to --bias zero",
+        ),
+        (["--scale", "2"], "--scale: does not apply to --init normal"),
+        (
+            ["--init", "he_uniform", "--scale", "2"],
+            "--scale: does not apply to --init he_uniform",
+        ),
+        (["--init", "uniform", "--scale", "nan"], "--scale: must be a positive"),
+    ],
+)
+def test_bound_refuses_options_that_do_not_apply_or_are_not_finite(arguments, message):
+    result = _bound("--arch", "2,3,1", *arguments)
+
+    assert result.exit_code == 2, result.output
+    assert message in words(result.output)
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ("100000,4,1", "the input dimension is at most 64"),
+        ("65,4,1", "the input dimension is at most 64"),
+        ("0,4,1", "the input dimension must be at least 1"),
+        ("1,99999999999999999999,1", "a hidden width is at most 100000"),
+        ("1,4,100001,1", "a hidden width is at most 100000"),
+        ("1,0,1", "every hidden width must be at least 1"),
+        ("1," + "2," * 65 + "1", "at most 64 hidden layers"),
+        ("1,4,2", "give d,l1,...,lL,1 with output width 1"),
+    ],
+)
+def test_bound_keeps_the_architecture_within_a_study_s_limits(arch, message):
+    result = _bound("--arch", arch)
+
+    assert result.exit_code == 2, result.output
+    assert f"--arch: {message}" in words(result.output)
+
+
+def test_bound_accepts_the_options_that_apply():
+    uniform = _bound("--arch", "1,2,1", "--init", "uniform", "--scale", "2")
+    constant = _bound(
+        "--arch",
+        "1,2,1",
+        "--bias",
+        "constant",
+        "--bias-value",
+        "-0.5",
+        "--format",
+        "json",
+    )
+    widest = _bound("--arch", "64,100000,1", "--init", "he_normal")
+
+    assert uniform.exit_code == 0, uniform.output
+    assert constant.exit_code == 0, constant.output
+    layer = strict_json(constant.stdout)["layers"][0]
+    assert layer["neuron"]["value"] == pytest.approx(0.691462, abs=1e-6)  # Phi(1/2)
+    assert widest.exit_code == 0, widest.output
+
+
+def test_every_help_shows_its_text_whole():
+    command = typer.main.get_command(app)
+    shown = {}
+    for name, subcommand in command.commands.items():
+        result = CliRunner().invoke(app, [name, "--help"], terminal_width=120)
+        assert result.exit_code == 0, result.output
+        shown[name] = words(result.output)
+        texts = [subcommand.help or ""]
+        texts += [param.help for param in subcommand.params if param.help]
+        for text in texts:
+            assert words(text) in shown[name], (name, text)
+    assert "Box [a, b]^d as a,b." in shown["bound"]
+    assert "The box [low, high]^d as low,high" in shown["levels"]

@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 
 import numpy as np
@@ -198,6 +200,89 @@ def test_cli_levels_bad_arguments_exit_2_naming_the_option(arguments, option):
     result = CliRunner().invoke(app, ["levels", *arguments])
     assert result.exit_code == 2
     assert option in result.output
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--arch", "1,0,1"], "--arch: every hidden width must be at least 1"),
+        (["--arch", "65,2,1"], "--arch: the input dimension is at most 64"),
+        (["--arch", "1,2,2,1"], "--arch: give d,l1,1 (a shallow architecture)"),
+        (
+            ["--arch", "1,65,1"],
+            "--arch: the free-knot solver computes levels of a first width up to 64",
+        ),
+        (["--arch", "1,100000,1"], "up to 64, got 100000"),
+        (
+            ["--arch", "2,17,1"],
+            "--arch: the training solver computes levels of a first width up to 16",
+        ),
+        (["--arch", "1,17,1", "--method", "both"], "the training solver"),
+        (["--target", "constant", "--value", "inf"], "--value: "),
+        (["--target", "constant", "--value", "nan"], "--value: "),
+        (["--starts", "0"], "--starts: must be at least 1, got 0"),
+        (["--perturbations", "0"], "--perturbations: must be at least 1, got 0"),
+        (["--arch", "2,2,1", "--steps", "0"], "--steps: must be at least 1, got 0"),
+        (["--method", "both", "--steps", "0"], "--steps: must be at least 1"),
+        (["--seed", "-1"], "--seed: must be at least 0"),
+        (["--value", "2"], "--value: does not apply to --target teacher"),
+        (["--frequency", "2"], "--frequency: does not apply to --target teacher"),
+        (
+            ["--target", "square", "--teacher-seed", "3"],
+            "--teacher-seed: does not apply to --target square",
+        ),
+        (
+            ["--target", "sin", "--teacher-width", "2"],
+            "--teacher-width: does not apply to --target sin",
+        ),
+        (["--target", "sin", "--frequency", "0"], "--frequency: "),
+        (["--teacher-width", "100001"], "--teacher-width: at most 100000"),
+        (["--domain", "nan,1"], "--domain: give two finite numbers"),
+        (["--domain", "0,1e300"], "--domain: the levels are computed on boxes within"),
+    ],
+)
+def test_cli_levels_names_the_option_at_fault(arguments, message):
+    result = CliRunner().invoke(app, ["levels", *arguments])
+
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text
+    # One option per message.
+    named = {word.strip(":,") for word in text.split() if word.startswith("--")}
+    assert len(named - {"--target", "--method"}) == 1, text
+
+
+def test_cli_levels_as_csv_has_a_row_per_level_and_free_knot_takes_no_steps():
+    runner = CliRunner()
+    arguments = [
+        "levels",
+        "--arch",
+        "1,2,1",
+        "--target",
+        "square",
+        "--evaluation-size",
+        "64",
+        "--starts",
+        "2",
+        "--perturbations",
+        "50",
+        "--steps",
+        "0",
+    ]
+    as_csv = runner.invoke(app, [*arguments, "--format", "csv"])
+    as_json = runner.invoke(app, [*arguments, "--format", "json"])
+
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    record = json.loads(as_json.stdout)
+    assert [row["live"] for row in rows] == ["0", "1", "2"]
+    assert [float(row["risk"]) for row in rows] == [
+        level["risk"] for level in record["levels"]
+    ]
+    assert {"method", "hits", "verification.passed", "verification.gradient_norm"} <= (
+        set(rows[0])
+    )
+    assert rows[0]["free_knot"] == ""  # the exact level R_0 has no solver's value
 
 
 def test_compare_runs_counts_runs_at_and_below_their_level():

@@ -1,4 +1,5 @@
 import functools
+import itertools
 import math
 
 import jax
@@ -304,6 +305,84 @@ def test_independence_of_certificates_holds_in_sampled_networks():
     for measured, theory in ((some, result.some_neuron), (collapse, result.collapse)):
         spread = math.sqrt(theory.value * (1 - theory.value) / draws)
         assert abs(measured - theory.value) <= 4 * spread
+
+
+def _cone(corners: np.ndarray) -> float:
+    """The limit of p for normal weights on ``m K`` as ``m`` grows, ``K`` the hull
+    of ``corners`` not holding 0: the bias no longer counts, and the neuron is
+    inactive iff ``w . x <= 0`` at every corner, by Monte Carlo."""
+    rng = np.random.default_rng(2)
+    weights = rng.standard_normal((1_000_000, corners.shape[1]))
+    return float(np.mean((weights @ corners.T).max(axis=1) <= 0))
+
+
+HUGE_DOMAINS = [
+    # init, domain, value, tolerance; the value a direct computation: on [0, m],
+    # p = P(b <= 0, b + w m <= 0) = 1/4 + atan(1/m) / (2 pi); otherwise the limit
+    # as the domain grows (or shrinks to a point).
+    (Initialization("normal"), Box(0.0, 1e3), 0.25 + math.atan(1e-3) / math.tau, 0),
+    (Initialization("normal"), Box(0.0, 1e8), 0.25 + math.atan(1e-8) / math.tau, 0),
+    (Initialization("normal"), Box(0.0, 1e155), 0.25, 0),
+    (Initialization("normal"), Box(0.0, 1e308), 0.25, 0),
+    (Initialization("normal"), Box(1e300, 1e301), 0.5, 1e-15),
+    (Initialization("normal"), Box(-1e308, 1e308), 0.0, 1e-300),
+    (Initialization("normal"), Ball((0.0,), 1e308), 0.0, 1e-300),
+    (Initialization("normal"), Ball((1e308,), 1e308), 0.25, 1e-15),
+    (Initialization("normal"), Box(-1e200, 1e200, 2), 0.0, 1e-15),
+    (
+        Initialization("normal"),
+        Box(1e200, 2e200, 2),
+        (math.pi - math.atan(2) + math.atan(0.5)) / (2 * math.pi),
+        1e-12,
+    ),
+    (Initialization("normal"), Ball((0.0, 0.0, 0.0), 1e308), 0.0, 1e-12),
+    (Initialization("normal"), Box(1e308, 1.7e308, 5), None, None),
+    (Initialization("normal"), FiniteSet.of([[1e300, 0], [1e300, 1e300]]), None, 0),
+    (Initialization("uniform"), Box(1e300, 1e301), 0.5, 1e-15),
+    (Initialization("uniform", scale=1e300), Box(-1e300, 1e300), 0.0, 1e-15),
+    (Initialization("torch_default"), Box(-1e200, 1e200, 3), 0.0, 1e-15),
+    (Initialization("torch_default"), Box(-1e-200, 1e-200, 3), 0.5, 1e-15),
+    (Initialization("torch_default", "constant", -1), Box(-1e-200, 1e-200, 3), 1, 0),
+    (Initialization("asymmetric"), Box(0.0, 1e300), 0.0, 1e-15),
+    (Initialization("asymmetric"), Box(1e300, 1e301), 0.25, 1e-15),
+    (Initialization("asymmetric"), Box(-1e308, -1e307), 0.75, 1e-15),
+]
+
+
+@pytest.mark.parametrize("init, domain, value, tolerance", HUGE_DOMAINS)
+def test_inactivity_on_huge_domains_is_finite_and_tends_to_its_limit(
+    init, domain, value, tolerance
+):
+    p = first_layer_inactivity(init, (domain.dimension, 4, 1), domain)
+
+    assert 0 <= p.value <= 1 and math.isfinite(p.standard_error)
+    if isinstance(domain, FiniteSet):
+        # The hull of the points seen from 0: an angle of pi/4 in the plane.
+        assert p.method == EXACT
+        assert p.value == pytest.approx((math.pi - math.pi / 4) / (2 * math.pi))
+    elif value is None:
+        corners = np.array(list(itertools.product((1.0, 1.7), repeat=5)))
+        assert p.method == QUASI_MONTE_CARLO
+        assert abs(p.value - _cone(corners)) <= 4.5 * math.hypot(5e-4, p.standard_error)
+    else:
+        assert p.value == pytest.approx(value, rel=1e-12, abs=tolerance)
+
+
+def test_the_stable_one_dimensional_forms_match_the_old_ones():
+    # Sheppard's formula with the variances, and the uniform integral, where they
+    # do not overflow.
+    for low, high in ((0.0, 1.0), (-1.0, 2.0), (0.5, 3.0), (-4.0, -1.0), (-2.0, 0.0)):
+        normal = first_layer_inactivity(Initialization("normal"), (1, 4, 1), low, high)
+        v1, v2, c = 1 + low**2, 1 + high**2, 1 + low * high
+        sheppard = 0.25 + math.asin(c / math.sqrt(v1 * v2)) / (2 * math.pi)
+        assert normal.value == pytest.approx(sheppard, abs=1e-15)
+        uniform = first_layer_inactivity(
+            Initialization("uniform", scale=2.0), (1, 4, 1), low, high
+        )
+        fraction, error = neuron_monte_carlo(
+            Initialization("uniform", scale=2.0), Box(low, high)
+        )
+        assert abs(fraction - uniform.value) <= 4.5 * error
 
 
 def test_neuron_inactivity_is_cached_per_laws_and_domain():

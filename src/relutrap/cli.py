@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from rich.text import Text
 
 app = typer.Typer(
     add_completion=False,
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Measure how often SGD-type optimizers fail to train ReLU networks, and why.",
 )
@@ -476,12 +478,9 @@ def summary(
                 highlight=False,
             )
     if format is Format.json:
-        json.dump(
-            {"cells": records, "rates": rates(records), "incomplete": incomplete},
-            sys.stdout,
-            indent=2,
+        _print_json(
+            {"cells": records, "rates": rates(records), "incomplete": incomplete}
         )
-        sys.stdout.write("\n")
     elif format is Format.csv:
         rows = [flatten(record) for record in records]
         columns = list(dict.fromkeys(key for row in rows for key in row))
@@ -581,6 +580,92 @@ def _read_points(path: Path, inputs: str | None, target: str | None):
     return FiniteSet.of(points), columns
 
 
+def _widths(arch: str, shallow: bool = False) -> tuple[int, ...]:
+    """The widths of ``--arch``, within the limits of a study's spec
+    (:data:`relutrap.experiment.LARGEST_DIMENSION`, ``LARGEST_WIDTH`` and
+    ``LARGEST_DEPTH``)."""
+    from relutrap.experiment import LARGEST_DEPTH, LARGEST_DIMENSION, LARGEST_WIDTH
+
+    widths = tuple(_numbers("--arch", arch, int))
+    form = "d,l1,1 (a shallow architecture)" if shallow else "d,l1,...,lL,1"
+    if len(widths) < 3 or widths[-1] != 1 or (shallow and len(widths) != 3):
+        _fail(f"--arch: give {form} with output width 1, got {arch}")
+    dimension, hidden = widths[0], widths[1:-1]
+    if dimension < 1:
+        _fail(f"--arch: the input dimension must be at least 1, got {dimension}")
+    if min(hidden) < 1:
+        _fail(f"--arch: every hidden width must be at least 1, got {min(hidden)}")
+    if dimension > LARGEST_DIMENSION:
+        _fail(
+            f"--arch: the input dimension is at most {LARGEST_DIMENSION} (as for a "
+            f"study's box, ball or Gaussian inputs), got {dimension}"
+        )
+    if len(hidden) > LARGEST_DEPTH:
+        _fail(
+            f"--arch: at most {LARGEST_DEPTH} hidden layers (as in a study), got "
+            f"{len(hidden)}"
+        )
+    if max(hidden) > LARGEST_WIDTH:
+        _fail(
+            f"--arch: a hidden width is at most {LARGEST_WIDTH} (as in a study), got "
+            f"{max(hidden)}"
+        )
+    return widths
+
+
+def _initialization(init: str, bias: str, value: float | None, scale: float | None):
+    """The initialization of ``bound``'s options; an option its scheme or bias rule
+    does not take is refused."""
+    from relutrap.init import BIAS_RULES, SCHEMES, Initialization
+
+    if init not in SCHEMES:
+        _fail(f"--init: unknown scheme {init!r}; allowed: {', '.join(SCHEMES)}")
+    if bias not in BIAS_RULES:
+        _fail(f"--bias: unknown rule {bias!r}; allowed: {', '.join(BIAS_RULES)}")
+    if init == "asymmetric":
+        given = {
+            "--bias": bias != "default",
+            "--bias-value": value is not None,
+            "--scale": scale is not None,
+        }
+        for option, present in given.items():
+            if present:
+                _fail(
+                    f"{option}: does not apply to --init asymmetric, which draws "
+                    "each neuron's weights and bias together"
+                )
+    if scale is not None and init != "uniform":
+        _fail(f"--scale: does not apply to --init {init}; only uniform takes it")
+    if value is not None and bias != "constant":
+        _fail(f"--bias-value: does not apply to --bias {bias}; only constant takes it")
+    if scale is not None and not (scale > 0 and math.isfinite(scale)):
+        _fail(f"--scale: must be a positive number, got {scale}")
+    if value is not None and not math.isfinite(value):
+        _fail(f"--bias-value: must be finite, got {value}")
+    return Initialization(
+        init, bias, 0.0 if value is None else value, 1.0 if scale is None else scale
+    )
+
+
+def _finite(value):
+    """``value`` with every float that is not finite (NaN, infinities) made
+    ``None``, through lists and dicts: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _print_json(value) -> None:
+    """Write ``value`` as JSON to standard output; a number that is not finite is
+    written ``null`` (strict JSON has no NaN or Infinity)."""
+    json.dump(_finite(value), sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
 def _probability(p) -> str:
     if p.method == "exact":
         return f"{p.value:.6g}"
@@ -590,7 +675,12 @@ def _probability(p) -> str:
 @app.command()
 def bound(
     arch: Annotated[
-        str, typer.Option("--arch", help="Widths d,l1,...,lL,1, e.g. 1,8,1.")
+        str,
+        typer.Option(
+            "--arch",
+            help="Widths d,l1,...,lL,1, e.g. 1,8,1; d at most 64, widths at most "
+            "100000, at most 64 hidden layers.",
+        ),
     ],
     init: Annotated[str, typer.Option("--init", help="Initialization scheme.")] = (
         "normal"
@@ -599,11 +689,13 @@ def bound(
         str, typer.Option("--bias", help="Bias rule: default, zero, same, constant.")
     ] = "default",
     bias_value: Annotated[
-        float, typer.Option("--bias-value", help="Bias of the constant rule.")
-    ] = 0.0,
+        float | None,
+        typer.Option("--bias-value", help="Bias of the constant rule [0]."),
+    ] = None,
     scale: Annotated[
-        float, typer.Option("--scale", help="Half-width of the uniform scheme.")
-    ] = 1.0,
+        float | None,
+        typer.Option("--scale", help="Half-width of the uniform scheme [1]."),
+    ] = None,
     domain: Annotated[
         str | None, typer.Option("--domain", help="Box [a, b]^d as a,b.")
     ] = None,
@@ -644,25 +736,11 @@ def bound(
 ):
     """What the theory guarantees at initialization: the probability that a neuron,
     some neuron, or a whole layer is certified inactive on the input domain."""
-    import math
-
     from relutrap.domains import Ball, Box, Gaussian
-    from relutrap.init import BIAS_RULES, SCHEMES, Initialization
     from relutrap.theory import bounds
 
-    widths = tuple(_numbers("--arch", arch, int))
-    if len(widths) < 3 or min(widths) < 1 or widths[-1] != 1:
-        _fail(
-            f"--arch: give d,l1,...,lL,1 with every width >= 1 and output 1, got {arch}"
-        )
-    if init not in SCHEMES:
-        _fail(f"--init: unknown scheme {init!r}; allowed: {', '.join(SCHEMES)}")
-    if bias not in BIAS_RULES:
-        _fail(f"--bias: unknown rule {bias!r}; allowed: {', '.join(BIAS_RULES)}")
-    if not (scale > 0 and math.isfinite(scale)):
-        _fail(f"--scale: must be a positive number, got {scale}")
-    if not math.isfinite(bias_value):
-        _fail(f"--bias-value: must be finite, got {bias_value}")
+    widths = _widths(arch)
+    initialization = _initialization(init, bias, bias_value, scale)
     dimension = widths[0]
     given = {
         "--domain": domain is not None,
@@ -703,6 +781,8 @@ def bound(
         center = "0" if center is None else center
         radius = 1.0 if radius is None else radius
         coordinates = _numbers("--center", center)
+        if not all(math.isfinite(value) for value in coordinates):
+            _fail(f"--center: must be finite, got {center}")
         if len(coordinates) == 1:
             coordinates = coordinates * dimension
         if len(coordinates) != dimension:
@@ -712,21 +792,27 @@ def bound(
         law = Ball if shape is Shape.ball else Gaussian
         inputs = law(tuple(coordinates), radius)
 
-    initialization = Initialization(init, bias, bias_value, scale)
     result = bounds(initialization, widths, inputs)
-    note = None
+    notes = []
     if isinstance(inputs, Gaussian):
-        note = (
+        notes.append(
             "Gaussian inputs have unbounded support: no first-layer neuron with a "
             "non-zero weight vector is inactive on it, so p = 0 for the first layer. "
             "Inactivity on a finite training sample is still certified: give the "
             "sample with --points."
         )
     elif result.layers[0].neuron.value == 0:
-        note = (
+        notes.append(
             "p = 0: this initialization has no first-layer neuron inactive on this "
             "domain, so the theorem's premise fails for the first layer."
         )
+    if initialization.is_asymmetric and len(widths) > 3:
+        notes.append(
+            "p_k = 0 beyond the first layer: every neuron of the asymmetric scheme "
+            "has one entry of (w, b) drawn from Beta(2, 1), positive, so none "
+            "passes the sign test."
+        )
+    note = " ".join(notes) or None
 
     if format is BoundFormat.json:
         record = {
@@ -734,16 +820,15 @@ def bound(
             "init": {
                 "scheme": init,
                 "bias": bias,
-                "value": bias_value,
-                "scale": scale,
+                "value": initialization.value,
+                "scale": initialization.scale,
                 "laws": initialization.describe(widths),
             },
             "domain": inputs.describe(),
             **result.as_record(),
             "note": note,
         }
-        json.dump(record, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(record)
         return
     table = Table(
         title=f"Certified inactivity at init: {'-'.join(map(str, widths))}, {init}, "
@@ -814,8 +899,7 @@ def list_optimizers(
                 }
             )
     if format is Format.json:
-        json.dump(rows, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(rows)
         return
     if format is Format.csv:
         writer = csv.writer(sys.stdout)
@@ -860,23 +944,54 @@ class LevelMethod(StrEnum):
     training = "training"
 
 
+# The widest first layer ``levels`` computes: the free-knot solver's time grows
+# about as l1^2 (4 minutes at width 64 on a shared 2-core machine), the training
+# solver's about as l1^3 (2 minutes at width 16 in dimension 2).
+LEVELS_LARGEST_WIDTH = {"free-knot": 64, "training": 16}
+# The largest |endpoint| of the box of ``levels``: the solvers and the verification
+# work in float64 with squares of the inputs and the targets, and with absolute
+# perturbation sizes.
+LEVELS_LARGEST_ENDPOINT = 1e6
+
+# The options of ``levels`` that only some targets take.
+TARGET_OPTIONS = {
+    "--teacher-width": ("teacher",),
+    "--teacher-seed": ("teacher",),
+    "--frequency": ("sin",),
+    "--value": ("constant",),
+}
+
+
 @app.command()
 def levels(
     arch: Annotated[
-        str, typer.Option("--arch", help="Shallow architecture d,l1,1, e.g. 1,4,1.")
+        str,
+        typer.Option(
+            "--arch",
+            help="Shallow architecture d,l1,1, e.g. 1,4,1; d at most 64, l1 at most "
+            "64 (free-knot) or 16 (training, both).",
+        ),
     ] = "1,4,1",
     target: Annotated[
         str, typer.Option(help="teacher, square, sin or constant.")
     ] = "teacher",
     domain: Annotated[
-        str, typer.Option(help="The box [low, high]^d as low,high.")
+        str,
+        typer.Option(help="The box [low, high]^d as low,high, within [-1e6, 1e6]."),
     ] = "0,1",
     teacher_width: Annotated[
-        int, typer.Option(help="Teacher width; 0: the student's l1.")
-    ] = 0,
-    teacher_seed: Annotated[int, typer.Option(help="Seed of the teacher.")] = 0,
-    frequency: Annotated[float, typer.Option(help="Cycles per unit (sin).")] = 1.0,
-    value: Annotated[float, typer.Option(help="Value of a constant target.")] = 1.0,
+        int | None,
+        typer.Option(help="Teacher width (teacher); 0: the student's l1 [0]."),
+    ] = None,
+    teacher_seed: Annotated[
+        int | None, typer.Option(help="Seed of the teacher (teacher) [0].")
+    ] = None,
+    frequency: Annotated[
+        float | None, typer.Option(help="Cycles per unit (sin) [1].")
+    ] = None,
+    value: Annotated[
+        float | None, typer.Option(help="Value of the target (constant) [1].")
+    ] = None,
     evaluation_size: Annotated[
         int, typer.Option(help="Inputs of the risk's estimator.")
     ] = 1024,
@@ -886,36 +1001,76 @@ def levels(
     ] = LevelMethod.auto,
     starts: Annotated[int, typer.Option(help="Random starts per level.")] = 12,
     steps: Annotated[
-        int, typer.Option(help="Adam steps of the training solver.")
+        int,
+        typer.Option(help="Adam steps of the training solver (free-knot ignores it)."),
     ] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the random starts.")] = 0,
     perturbations: Annotated[
         int, typer.Option(help="Random perturbations per verification.")
     ] = 2000,
     format: Annotated[
-        Format, typer.Option("--format", help="Output format (table or json).")
+        Format,
+        typer.Option("--format", help="Output format; csv: one row per level."),
     ] = Format.table,
 ):
     """Print the risk levels R_0 >= ... >= R_l1 of a shallow architecture (the best
     risk with k live first-layer neurons) and verify the local minimizer of each."""
-    from relutrap.experiment import SpecError, parse_spec
+    from relutrap.experiment import LARGEST_WIDTH, SpecError, parse_spec
     from relutrap.levels import local_minimizer, risk_levels, verify_minimizer
 
-    widths = _numbers("--arch", arch, int)
-    if len(widths) != 3 or widths[2] != 1 or min(widths) < 1:
-        _fail(f"--arch: a shallow architecture d,l1,1 is needed, got {arch!r}")
-    if starts < 1 or steps < 1 or perturbations < 1:
-        _fail("--starts, --steps and --perturbations must be at least 1")
-    if format is Format.csv:
-        _fail("--format: levels prints a table or json")
+    widths = _widths(arch, shallow=True)
+    solver = method.value
+    if method is LevelMethod.auto:
+        solver = "free-knot" if widths[0] == 1 else "training"
+    if solver in ("both", "free-knot") and widths[0] != 1:
+        _fail(f"--method: the free-knot solver needs dimension 1, got {widths[0]}")
+    largest = LEVELS_LARGEST_WIDTH["training" if solver == "both" else solver]
+    if widths[1] > largest:
+        _fail(
+            f"--arch: the {'training' if solver == 'both' else solver} solver "
+            f"computes levels of a first width up to {largest}, got {widths[1]}"
+        )
+    counts = {"--starts": starts, "--perturbations": perturbations}
+    if solver != "free-knot":
+        counts["--steps"] = steps
+    for option, count in counts.items():
+        if count < 1:
+            _fail(f"{option}: must be at least 1, got {count}")
+    if seed < 0:
+        _fail(f"--seed: must be at least 0, got {seed}")
+    given = {
+        "--teacher-width": teacher_width,
+        "--teacher-seed": teacher_seed,
+        "--frequency": frequency,
+        "--value": value,
+    }
+    for option, present in given.items():
+        if present is not None and target not in TARGET_OPTIONS[option]:
+            _fail(
+                f"{option}: does not apply to --target {target}; only "
+                f"{', '.join(TARGET_OPTIONS[option])} takes it"
+            )
+    if teacher_width is not None and teacher_width > LARGEST_WIDTH:
+        _fail(
+            f"--teacher-width: at most {LARGEST_WIDTH} (as in a study), got "
+            f"{teacher_width}"
+        )
+    low_high = _numbers("--domain", domain)
+    if len(low_high) != 2 or not all(math.isfinite(end) for end in low_high):
+        _fail(f"--domain: give two finite numbers low,high, got {domain}")
+    if max(map(abs, low_high)) > LEVELS_LARGEST_ENDPOINT:
+        _fail(
+            f"--domain: the levels are computed on boxes within "
+            f"[-{LEVELS_LARGEST_ENDPOINT:g}, {LEVELS_LARGEST_ENDPOINT:g}], got {domain}"
+        )
     problem_spec = {
         "dimension": widths[0],
-        "domain": _numbers("--domain", domain),
+        "domain": low_high,
         "target": target,
-        "teacher_width": teacher_width,
-        "teacher_seed": teacher_seed,
-        "frequency": frequency,
-        "value": value,
+        "teacher_width": 0 if teacher_width is None else teacher_width,
+        "teacher_seed": 0 if teacher_seed is None else teacher_seed,
+        "frequency": 1.0 if frequency is None else frequency,
+        "value": 1.0 if value is None else value,
         "evaluation_size": evaluation_size,
     }
     options = {
@@ -925,6 +1080,7 @@ def levels(
         "teacher_width": "--teacher-width",
         "teacher_seed": "--teacher-seed",
         "frequency": "--frequency",
+        "value": "--value",
         "evaluation_size": "--evaluation-size",
     }
     data = {
@@ -946,10 +1102,8 @@ def levels(
             message = message.replace(f"field parts.0.problem.{field}", option)
         _fail(message)
     problem = parsed.parts[0].problem.build()
-    if method in (LevelMethod.both, LevelMethod.free_knot) and widths[0] != 1:
-        _fail("--method: the free-knot solver needs dimension 1")
 
-    found = risk_levels(problem, tuple(widths), method.value, starts, steps, seed)
+    found = risk_levels(problem, widths, method.value, starts, steps, seed)
     record = found.as_record()
     for level, row in zip(found.levels, record["levels"]):
         check = verify_minimizer(
@@ -962,10 +1116,26 @@ def levels(
         row["verification"] = check.as_record()
     record["problem"] = problem_spec
     if format is Format.json:
-        json.dump(record, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    _print_levels(record)
+        _print_json(record)
+    elif format is Format.csv:
+        _write_levels_csv(record)
+    else:
+        _print_levels(record)
+
+
+def _write_levels_csv(record: dict) -> None:
+    """One row per level: its fields, then its verification's as
+    ``verification.NAME``."""
+    rows = []
+    for row in record["levels"]:
+        check = row["verification"]
+        rows.append(
+            {key: item for key, item in row.items() if key != "verification"}
+            | {f"verification.{key}": item for key, item in check.items()}
+        )
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _number(value) -> str:

@@ -83,6 +83,12 @@ TargetName = Literal[TARGETS]
 
 DEFAULT_SPEC = Path(__file__).parent / "data" / "default.toml"
 
+# The largest input dimension of a problem on a box, ball or Gaussian inputs, the
+# largest width of a hidden layer and the most hidden layers of an architecture.
+LARGEST_DIMENSION = 64
+LARGEST_WIDTH = 100_000
+LARGEST_DEPTH = 64
+
 
 class SpecError(ValueError):
     """A spec that cannot be run; the message names the field."""
@@ -94,7 +100,7 @@ class _Strict(BaseModel):
     )
 
 
-Width = Annotated[int, Field(ge=1, le=100_000)]
+Width = Annotated[int, Field(ge=1, le=LARGEST_WIDTH)]
 
 
 class DataSpec(_Strict):
@@ -155,7 +161,7 @@ class DataSpec(_Strict):
 
 
 class ProblemSpec(_Strict):
-    dimension: int = Field(1, ge=1, le=64)
+    dimension: int = Field(1, ge=1, le=LARGEST_DIMENSION)
     domain: list[float] = Field([0.0, 1.0], min_length=2, max_length=2)
     target: TargetName = "teacher"
     teacher_width: int = Field(0, ge=0, description="0: the student's first width")
@@ -167,7 +173,10 @@ class ProblemSpec(_Strict):
         "box", description="box: uniform on domain^d; ball; gaussian"
     )
     center: list[float] = Field(
-        [0.0], min_length=1, max_length=64, description="ball or gaussian center"
+        [0.0],
+        min_length=1,
+        max_length=LARGEST_DIMENSION,
+        description="ball or gaussian center",
     )
     radius: float = Field(
         1.0, gt=0, description="ball radius, or gaussian standard deviation"
@@ -406,10 +415,11 @@ class PartSpec(_Strict):
     problem: ProblemSpec = ProblemSpec()
     init: InitSpec = InitSpec()
     width: list[Width] | None = None
-    depth: list[Annotated[int, Field(ge=1, le=64)]] = [1]
-    hidden: list[Annotated[list[Width], Field(min_length=1, max_length=64)]] | None = (
-        Field(None, min_length=1)
-    )
+    depth: list[Annotated[int, Field(ge=1, le=LARGEST_DEPTH)]] = [1]
+    hidden: (
+        list[Annotated[list[Width], Field(min_length=1, max_length=LARGEST_DEPTH)]]
+        | None
+    ) = Field(None, min_length=1)
     optimizers: list[OptimizerSpec] = Field(min_length=1)
     steps: int | list[int] = 1000
     epochs: int | None = Field(
@@ -424,12 +434,14 @@ class PartSpec(_Strict):
     @field_validator("width", mode="before")
     @classmethod
     def _width_factor(cls, width):
-        return None if width is None else factors.integers(width, 1, 100_000, False)
+        return (
+            None if width is None else factors.integers(width, 1, LARGEST_WIDTH, False)
+        )
 
     @field_validator("depth", mode="before")
     @classmethod
     def _depth_factor(cls, depth):
-        return factors.integers(depth, 1, 64, scalar=False)
+        return factors.integers(depth, 1, LARGEST_DEPTH, scalar=False)
 
     @field_validator("steps", mode="before")
     @classmethod

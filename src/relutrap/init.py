@@ -208,7 +208,7 @@ def asymmetric_layer(
 
     Each neuron's vector ``(w_1, ..., w_{fan_in}, b)`` has one entry, at a uniform
     random position, drawn from Beta(2, 1) (as ``sqrt(U)``, U uniform on (0, 1):
-    its CDF is ``x^2``) and the others from N(0, 3 / (2 fan_in)).
+    its CDF is ``x^2``; always positive) and the others from N(0, 3 / (2 fan_in)).
 
     Returns:
         weights of shape ``(fan_in, fan_out)`` and biases of shape ``(fan_out,)``.
@@ -216,7 +216,10 @@ def asymmetric_layer(
     position_key, positive_key, symmetric_key = jax.random.split(key, 3)
     scale = jnp.asarray(math.sqrt(1.5 / fan_in), dtype)
     symmetric = scale * jax.random.normal(symmetric_key, (fan_in + 1, fan_out), dtype)
-    positive = jnp.sqrt(jax.random.uniform(positive_key, (fan_in + 1, fan_out), dtype))
+    # U is drawn from [0, 1): the smallest normal float in place of an exact 0
+    # keeps the entry positive, as a Beta(2, 1) entry is with probability 1.
+    uniform = jax.random.uniform(positive_key, (fan_in + 1, fan_out), dtype)
+    positive = jnp.sqrt(jnp.maximum(uniform, jnp.finfo(dtype).tiny))
     position = jax.random.randint(position_key, (fan_out,), 0, fan_in + 1)
     chosen = jnp.arange(fan_in + 1)[:, None] == position[None, :]
     vectors = jnp.where(chosen, positive, symmetric)

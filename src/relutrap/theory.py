@@ -37,6 +37,20 @@ weights, computed (:func:`neuron_inactivity`)
 * otherwise by randomized quasi-Monte Carlo: scrambled Sobol points over the weights,
   independent scramblings giving the standard error (``"quasi-monte carlo"``).
 
+Every form keeps its value for domains of any finite size: the interval forms are
+``atan2``s and ratios that do not overflow (an endpoint at infinity gives the limit),
+orthant covariances and supports are computed for the domain divided by a power of 2
+near its size, and a support beyond the float range counts as infinite.  The exact
+sums of orthant probabilities carry rounding errors of about ``1e-16``.
+
+**The asymmetric scheme** (:func:`asymmetric_inactivity`) draws the entries of a
+neuron jointly, not independently: one of ``(w, b)`` from Beta(2, 1), the others
+normal.  For one input its ``p`` is exact (the Beta entry is the weight or the bias
+with probability 1/2 each, and each case is ``E[Phi(-z B)]`` for ``B ~ Beta(2, 1)``,
+a closed form in the chi-square law of 3 degrees of freedom); in higher dimension it
+is estimated by Monte Carlo over neurons drawn by the scheme itself
+(``"monte carlo"``).
+
 **Bounds.**  All parameters are drawn independently, and the certificate of a neuron
 depends only on its own incoming weights and bias, which no other neuron shares.  So
 the certificates of different neurons are independent events and every formula of
@@ -44,7 +58,8 @@ the certificates of different neurons are independent events and every formula o
 "inactive" and "collapsed" themselves, which can happen without a certificate).  A
 neuron of a deeper layer ``k`` is certified by the sign test, bias ``<= 0`` and all
 ``l_(k-1)`` incoming weights ``<= 0``, of probability
-``p_k = P(b <= 0) P(w <= 0)^(l_(k-1))``.  Then
+``p_k = P(b <= 0) P(w <= 0)^(l_(k-1))``; 0 under the asymmetric scheme, whose
+positive Beta(2, 1) entry no neuron lacks.  Then
 
 * ``P(some neuron of layer k certified) = 1 - (1 - p_k)^(l_k)``;
 * ``P(some neuron of the network certified) = 1 - prod_k (1 - p_k)^(l_k)``;
@@ -63,7 +78,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate
+from scipy import integrate, special
 from scipy.stats import chi, multivariate_normal, norm, qmc
 
 from relutrap.domains import Ball, Box, Domain, FiniteSet, Gaussian
@@ -76,6 +91,7 @@ QUADRATURE = "quadrature"
 QUASI_MONTE_CARLO = "quasi-monte carlo"
 MONTE_CARLO = "monte carlo"
 ASYMMETRIC_SAMPLES = 2_000_000
+ASYMMETRIC_CHUNK_ENTRIES = 2**22
 
 GENZ_TOLERANCE = 1e-6
 GENZ_LARGEST_BOX = 4
@@ -90,8 +106,8 @@ class Probability:
 
     Attributes:
         value: the probability.
-        method: ``exact``, ``orthant (Genz)``, ``quadrature`` or
-            ``quasi-monte carlo`` (see the module docstring).
+        method: ``exact``, ``orthant (Genz)``, ``quadrature``,
+            ``quasi-monte carlo`` or ``monte carlo`` (see the module docstring).
         standard_error: 0 for exact values; otherwise the estimator's error
             (a standard error for quasi-Monte Carlo, an error estimate or tolerance
             for the deterministic methods).
@@ -112,25 +128,36 @@ class Probability:
 # ---------------------------------------------------------------- one dimension
 
 
-def _normal_pair_both_nonpositive(var1, var2, covariance) -> float:
-    """P(Y1 <= 0, Y2 <= 0) for a centred normal pair (Sheppard's formula)."""
-    if var1 == 0 or var2 == 0:
-        # A degenerate coordinate is identically 0, hence <= 0.
-        return 1.0 if var1 == var2 == 0 else 0.5
-    correlation = float(np.clip(covariance / math.sqrt(var1 * var2), -1.0, 1.0))
-    return 0.25 + math.asin(correlation) / (2 * math.pi)
+def _normal_pair_both_nonpositive(
+    bias_scale: float, weight_scale: float, low: float, high: float
+) -> float:
+    """``P(b + w low <= 0, b + w high <= 0)`` for ``b ~ N(0, sb^2)``, ``w ~ N(0, sw^2)``
+    independent, ``sb, sw > 0``.
+
+    ``b + w t`` is ``u_t . Z`` for ``Z`` standard normal in the plane and
+    ``u_t = (sb, t sw)``, so the probability is ``(pi - theta) / (2 pi)``, ``theta``
+    the angle between ``u_low`` and ``u_high`` (Sheppard's formula).  The two parts
+    of ``pi - theta`` are the angles of ``u_high`` and ``u_(-low)`` to the second
+    axis, each an ``atan2`` that keeps its relative accuracy and does not overflow
+    however far the endpoints lie (an infinite one gives the limit).
+    """
+    return (
+        math.atan2(bias_scale, high * weight_scale)
+        + math.atan2(bias_scale, -low * weight_scale)
+    ) / (2 * math.pi)
 
 
-def _uniform_integral(half_width: float, bias_half_width: float, slope: float) -> float:
-    """``int_0^a F(-slope u) du`` for the CDF F of U(-beta, beta)."""
-    a, beta = half_width, bias_half_width
-    if slope == 0:
-        return a / 2
-    if slope > 0:
-        end = min(a, beta / slope)
-        return (beta * end - slope * end**2 / 2) / (2 * beta)
-    end = min(a, beta / -slope)
-    return (beta * end - slope * end**2 / 2) / (2 * beta) + max(a - end, 0.0)
+def _uniform_half(kappa: float) -> float:
+    """``int_0^1 F(-kappa v) dv`` for the CDF ``F`` of U(-1, 1): the share of the
+    weights of one sign, scaled to U(0, 1), that leave ``b + w t <= 0`` for one
+    endpoint ``t``, ``kappa = t a / beta`` (``a``, ``beta`` the half-widths of the
+    weight and bias laws).  Finite for every ``kappa``, the limits at infinity
+    included."""
+    if kappa >= 1:
+        return 1 / (4 * kappa)
+    if kappa >= -1:
+        return 0.5 - kappa / 4
+    return 1 + 1 / (4 * kappa)
 
 
 def _exact_one_dimensional(
@@ -138,8 +165,11 @@ def _exact_one_dimensional(
 ) -> float | None:
     """p for ``w x + b`` on ``[low, high]``, or ``None`` where no closed form is coded.
 
-    The neuron is inactive iff ``b + w low <= 0`` and ``b + w high <= 0``.
+    The neuron is inactive iff ``b + w low <= 0`` and ``b + w high <= 0``.  Every
+    form here stays finite for endpoints of any size (see
+    :func:`_normal_pair_both_nonpositive`).
     """
+    weight, bias = _degenerate_as_constant(weight), _degenerate_as_constant(bias)
     if bias.kind == "constant":
         # Each endpoint t asks w t <= -c: an interval of weights.
         c, lo, hi = bias.scale, -math.inf, math.inf
@@ -152,17 +182,17 @@ def _exact_one_dimensional(
                 return 0.0
         return _law_interval(weight, lo, hi)
     if weight.kind == "normal" and bias.kind == "normal":
-        var_w, var_b = weight.scale**2, bias.scale**2
-        return _normal_pair_both_nonpositive(
-            var_b + low**2 * var_w, var_b + high**2 * var_w, var_b + low * high * var_w
-        )
+        return _normal_pair_both_nonpositive(bias.scale, weight.scale, low, high)
     if weight.kind == "uniform" and bias.kind == "uniform":
-        # w > 0: inactive iff b <= -w high; w < 0 (u = -w): iff b <= u low.
-        a, beta = weight.scale, bias.scale
-        return (_uniform_integral(a, beta, high) + _uniform_integral(a, beta, -low)) / (
-            2 * a
-        )
+        # w = a v > 0: inactive iff b <= -w high; w = -a v < 0: iff b <= a v low.
+        ratio = weight.scale / bias.scale
+        return (_uniform_half(high * ratio) + _uniform_half(-low * ratio)) / 2
     return None
+
+
+def _degenerate_as_constant(law: Law) -> Law:
+    """A normal or uniform law of scale 0 is the constant 0."""
+    return Law("constant", 0.0) if law.scale == 0 else law
 
 
 def _law_interval(law: Law, lo: float, hi: float) -> float:
@@ -255,13 +285,15 @@ def _normal_box(weight: Law, bias: Law, box: Box) -> Probability | None:
     for signs in itertools.product((1.0, -1.0), repeat=d):
         signs = np.asarray(signs)
         c = np.where(signs > 0, box.high, box.low)
+        # The event b + c . w <= 0 is that of (b + c . w) / m <= 0: dividing by a
+        # power of 2 near |c| keeps every entry finite on the largest boxes.
+        m = _power_of_two_near(c)
+        c, bias_part = c / m, math.sqrt(var_b) / m
         covariance = np.zeros((d + 1, d + 1))
         covariance[:d, :d] = var_w * np.eye(d)
         covariance[:d, d] = covariance[d, :d] = -signs * c * var_w
-        covariance[d, d] = var_b + var_w * float(c @ c)
-        upper = np.zeros(d + 1)
-        upper[d] = -value
-        parts.append(_orthant(covariance, upper))
+        covariance[d, d] = bias_part**2 + var_w * float(c @ c)
+        parts.append(_orthant(covariance, np.zeros(d + 1)))
     return _sum(parts)
 
 
@@ -274,15 +306,29 @@ def _normal_points(weight: Law, bias: Law, points: FiniteSet) -> Probability | N
     x = np.unique(points.array(), axis=0)
     if len(x) > 3 or (len(x) > 1 and value != 0):
         return None
-    covariance = var_b + weight.scale**2 * (x @ x.T)
-    return _orthant(covariance, np.full(len(x), -value))
+    # Coordinate i divided by a power of 2 near |x_i|: the same event, finite
+    # entries however far the points lie.
+    m = np.array([_power_of_two_near(point) for point in x])
+    x, bias_part = x / m[:, None], math.sqrt(var_b) / m
+    covariance = np.outer(bias_part, bias_part) + weight.scale**2 * (x @ x.T)
+    return _orthant(covariance, -value / m)
+
+
+def _power_of_two_near(values) -> float:
+    """A power of 2 within a factor 2 of the largest ``|value|`` (1 where that is
+    at most 1): dividing by it is exact and leaves entries below 2 in size."""
+    largest = float(np.max(np.abs(values)))
+    if not largest > 1:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(largest)[1] - 1)
 
 
 # ---------------------------------------------------- uniform laws, symmetric boxes
 
 
 def _irwin_hall_integral(u: float, d: int) -> float:
-    """``int_0^u P(T <= t) dt`` for ``T`` a sum of ``d`` independent U(0, 1)."""
+    """``int_0^u P(T <= t) dt`` for ``T`` a sum of ``d`` independent U(0, 1),
+    ``0 <= u <= d``."""
     total = sum(
         (-1) ** k * math.comb(d, k) * max(u - k, 0.0) ** (d + 1) for k in range(d + 1)
     )
@@ -290,6 +336,9 @@ def _irwin_hall_integral(u: float, d: int) -> float:
 
 
 def _irwin_hall_cdf(u: float, d: int) -> float:
+    if u <= 0 or u >= d:
+        # Outside the support the alternating sum would only lose digits.
+        return float(u >= d)
     total = sum(
         (-1) ** k * math.comb(d, k) * max(u - k, 0.0) ** d for k in range(d + 1)
     )
@@ -308,9 +357,14 @@ def _uniform_symmetric_box(weight: Law, bias: Law, box: Box) -> Probability | No
     if bias.kind == "constant":
         # P(v + step T <= 0) = P(T <= -v / step)
         return Probability(_irwin_hall_cdf(-bias.scale / step, d), EXACT)
-    beta = bias.scale
-    # F_b(-t) = (beta - t)^+ / (2 beta) for t >= 0
-    value = step * _irwin_hall_integral(beta / step, d) / (2 * beta)
+    # F_b(-t) = (beta - t)^+ / (2 beta) for t >= 0, so with u = beta / step
+    # p = E[(u - T)^+] / (2 u) = int_0^u P(T <= t) dt / (2 u); for u >= d, where
+    # T <= u always, that is (u - d / 2) / (2 u).
+    u = bias.scale / step
+    if u >= d:
+        value = 0.5 - d / (4 * u)
+    else:
+        value = _irwin_hall_integral(u, d) / (2 * u) if u > 0 else 0.0
     return Probability(value, EXACT)
 
 
@@ -373,14 +427,40 @@ def _quasi_monte_carlo(weight: Law, bias: Law, domain: Domain) -> Probability:
 
 
 def _support_in_chunks(domain: Domain, weights: np.ndarray) -> np.ndarray:
-    if not isinstance(domain, FiniteSet):
-        return domain.support(weights)
-    points = domain.array()
-    largest = np.full(len(weights), -np.inf)
-    for start in range(0, len(points), 512):
-        block = weights @ points[start : start + 512].T
-        largest = np.maximum(largest, block.max(axis=1))
-    return largest
+    """``h(w)`` for weights of shape ``(n, d)``, computed for the weights and the
+    domain divided by powers of 2 near their sizes, then scaled back: no partial
+    sum overflows (which could add ``+inf`` and ``-inf``), and a support too large
+    for a float is ``+-inf``, which the bias' CDF takes as its limit."""
+    weight_scale = _power_of_two_near(weights)
+    weights = weights / weight_scale
+    if isinstance(domain, FiniteSet):
+        points = domain.array()
+        domain_scale = _power_of_two_near(points)
+        points = points / domain_scale
+        support = np.full(len(weights), -np.inf)
+        for start in range(0, len(points), 512):
+            block = weights @ points[start : start + 512].T
+            support = np.maximum(support, block.max(axis=1))
+    else:
+        domain, domain_scale = _unit_domain(domain)
+        support = domain.support(weights)
+    with np.errstate(over="ignore"):
+        return support * weight_scale * domain_scale
+
+
+def _unit_domain(domain: Domain) -> tuple[Domain, float]:
+    """``(K / m, m)`` for a box or ball ``K`` and ``m`` a power of 2 near its size
+    (:func:`_power_of_two_near`), so that ``h_K = m h_(K / m)``."""
+    if isinstance(domain, Box):
+        scale = _power_of_two_near([domain.low, domain.high])
+        return Box(domain.low / scale, domain.high / scale, domain.dimension), scale
+    if isinstance(domain, Ball):
+        scale = _power_of_two_near([*domain.center, domain.radius])
+        center = tuple(value / scale for value in domain.center)
+        # A radius below 1e-308 of the center is 0 to the support; the smallest
+        # float keeps the ball a ball.
+        return Ball(center, max(domain.radius / scale, math.ulp(0.0))), scale
+    return domain, 1.0
 
 
 # ----------------------------------------------------------------- dispatching
@@ -392,17 +472,13 @@ def neuron_inactivity(weight: Law, bias: Law, domain: Domain) -> Probability:
     drawn from ``weight`` and the bias from ``bias``, all independent."""
     if isinstance(domain, Gaussian):
         return Probability(0.0, EXACT)
-    if isinstance(domain, Ball) and domain.dimension == 1:
-        (center,) = domain.center
-        domain = Box(center - domain.radius, center + domain.radius, 1)
-    if isinstance(domain, FiniteSet) and domain.dimension == 1:
-        x = domain.array()[:, 0]
-        if x.min() < x.max():
-            domain = Box(float(x.min()), float(x.max()), 1)
-    if isinstance(domain, Box) and domain.dimension == 1:
-        exact = _exact_one_dimensional(weight, bias, domain.low, domain.high)
+    interval = _interval(domain)
+    if interval is not None:
+        exact = _exact_one_dimensional(weight, bias, *interval)
         if exact is not None:
             return Probability(exact, EXACT)
+        if not isinstance(domain, Box):
+            domain = Box(*interval, 1) if interval[0] < interval[1] else domain
     candidates = {
         Box: (_uniform_symmetric_box, _normal_box),
         FiniteSet: (_normal_points,),
@@ -413,6 +489,21 @@ def neuron_inactivity(weight: Law, bias: Law, domain: Domain) -> Probability:
         if found is not None:
             return found
     return _quasi_monte_carlo(weight, bias, domain)
+
+
+def _interval(domain: Domain) -> tuple[float, float] | None:
+    """``(low, high)`` for a one-dimensional box or ball, or a finite set of the
+    line by its hull (a neuron is inactive on points iff on their hull);
+    ``None`` otherwise.  A single point gives ``low == high``."""
+    if isinstance(domain, Gaussian) or domain.dimension != 1:
+        return None
+    if isinstance(domain, Box):
+        return domain.low, domain.high
+    if isinstance(domain, Ball):
+        (center,) = domain.center
+        return center - domain.radius, center + domain.radius
+    x = domain.array()[:, 0]
+    return float(x.min()), float(x.max())
 
 
 def _as_domain(arch: Architecture, domain, high) -> Domain:
@@ -426,23 +517,83 @@ def _as_domain(arch: Architecture, domain, high) -> Domain:
     return Box(float(domain), float(high), arch[0])
 
 
-def _monte_carlo_asymmetric(domain: Domain) -> Probability:
-    """p under the asymmetric scheme by Monte Carlo over neurons drawn by the scheme
-    itself (:func:`relutrap.init.asymmetric_layer`), in float64: a neuron is
-    inactive iff ``b + max_{x in domain} w . x <= 0``."""
+def _beta_normal_tail(z: float) -> float:
+    """``E[Phi(-z W)]`` for ``W ~ Beta(2, 1)`` (density ``2 w`` on (0, 1)),
+    ``z >= 0`` (``inf`` allowed).
+
+    By parts, ``int_0^1 2 w Phi(-z w) dw = Phi(-z) + z int_0^1 w^2 phi(z w) dw``,
+    and ``int_0^z t^2 phi(t) dt = P(chi^2_3 <= z^2) / 2`` (with ``x = t^2``,
+    ``t^2 phi(t) dt = f_3(x) dx / 2``, ``f_3`` the chi-square density of 3 degrees
+    of freedom), so the value is
+    ``Phi(-z) + P(chi^2_3 <= z^2) / (2 z^2)``; near 0 its expansion
+    ``1/2 - 2 z / (3 sqrt(2 pi))`` (error ``O(z^3)``) avoids dividing by ``z^2``.
+    """
+    if z < 1e-8:
+        return 0.5 - 2 * z / (3 * math.sqrt(2 * math.pi))
+    return float(norm.cdf(-z) + special.gammainc(1.5, z * z / 2) / (2 * z * z))
+
+
+def _asymmetric_interval(low: float, high: float) -> float:
+    """p of the asymmetric scheme for one input on ``[low, high]`` (exact).
+
+    The neuron's ``(w, b)`` has its Beta(2, 1) entry ``B`` at either place with
+    probability 1/2 and the other entry ``N(0, s^2)``, ``s^2 = 3/2``
+    (:func:`relutrap.init.asymmetric_layer` with fan-in 1).  It is inactive iff
+    ``b + max(w low, w high) <= 0``.
+
+    * ``w = B > 0``: the maximum is ``B high``, so ``P(b <= -B high) =
+      E[Phi(-B high / s)]``, which is :func:`_beta_normal_tail` of ``high / s``,
+      or one minus that of ``-high / s`` for ``high < 0`` (``b`` is symmetric).
+    * ``b = B > 0``: ``max(w low, w high) <= -B < 0`` is impossible where the
+      interval holds 0; otherwise, ``l = min(|low|, |high|)`` its distance to 0, it
+      holds iff ``w`` has the sign that makes both ends negative and
+      ``|w| >= B / l``: ``E[Phi(-B / (l s))]``, :func:`_beta_normal_tail` of
+      ``1 / (l s)``.
+    """
+    s = math.sqrt(1.5)
+    if high >= 0:
+        weight_entry = _beta_normal_tail(high / s)
+    else:
+        weight_entry = 1 - _beta_normal_tail(-high / s)
+    distance = max(low, -high, 0.0)
+    bias_entry = _beta_normal_tail(1 / (distance * s)) if distance > 0 else 0.0
+    return (weight_entry + bias_entry) / 2
+
+
+@functools.lru_cache(maxsize=256)
+def asymmetric_inactivity(domain: Domain) -> Probability:
+    """p under the asymmetric scheme (Lu, Shin, Su and Karniadakis 2019,
+    arXiv:1903.06733).
+
+    Exact for one input (:func:`_asymmetric_interval`) and for Gaussian inputs
+    (0); otherwise estimated by Monte Carlo over at least
+    :data:`ASYMMETRIC_SAMPLES` neurons drawn by the scheme itself
+    (:func:`relutrap.init.asymmetric_layer`) in float64, in chunks of about
+    :data:`ASYMMETRIC_CHUNK_ENTRIES` entries: a neuron is inactive iff
+    ``b + h(w) <= 0``.
+    """
     import jax
 
     from relutrap.init import asymmetric_layer
 
     if isinstance(domain, Gaussian):
         return Probability(0.0, EXACT)
-    n = ASYMMETRIC_SAMPLES
+    interval = _interval(domain)
+    if interval is not None:
+        return Probability(_asymmetric_interval(*interval), EXACT)
+    d = domain.dimension
+    neurons = max(1, ASYMMETRIC_CHUNK_ENTRIES // (d + 1))
+    chunks = -(-ASYMMETRIC_SAMPLES // neurons)
+    inactive = 0
     with jax.enable_x64(True):
-        weights, bias = asymmetric_layer(
-            jax.random.key(20241014), domain.dimension, n, np.float64
-        )
-        weights, bias = np.asarray(weights).T, np.asarray(bias)
-    fraction = float(np.mean(bias + _support_in_chunks(domain, weights) <= 0))
+        draw = jax.jit(asymmetric_layer, static_argnums=(1, 2, 3))
+        key = jax.random.key(20241014)
+        for chunk in range(chunks):
+            weights, bias = draw(jax.random.fold_in(key, chunk), d, neurons, np.float64)
+            weights, bias = np.asarray(weights).T, np.asarray(bias)
+            inactive += int(np.sum(bias + _support_in_chunks(domain, weights) <= 0))
+    n = chunks * neurons
+    fraction = inactive / n
     return Probability(fraction, MONTE_CARLO, math.sqrt(fraction * (1 - fraction) / n))
 
 
@@ -457,7 +608,7 @@ def first_layer_inactivity(
     """
     domain = _as_domain(arch, domain, high)
     if init.is_asymmetric:
-        return _monte_carlo_asymmetric(domain)
+        return asymmetric_inactivity(domain)
     weight = init.weight_law(arch[0], arch[1])
     bias = init.bias_law(arch[0], arch[1])
     return neuron_inactivity(weight, bias, domain)
@@ -483,7 +634,14 @@ def _nonpositive(law: Law) -> float:
 def sign_certified_probability(
     init: Initialization, fan_in: int, fan_out: int
 ) -> float:
-    """``p_k = P(b <= 0) P(w <= 0)^fan_in`` for a neuron of a deeper layer (exact)."""
+    """``p_k = P(b <= 0) P(w <= 0)^fan_in`` for a neuron of a deeper layer (exact).
+
+    Under the asymmetric scheme one entry of each neuron's ``(w, b)`` is drawn
+    from Beta(2, 1), positive with probability 1, so no neuron passes the sign
+    test: ``p_k = 0``.
+    """
+    if init.is_asymmetric:
+        return 0.0
     weight = init.weight_law(fan_in, fan_out)
     bias = init.bias_law(fan_in, fan_out)
     return _nonpositive(bias) * _nonpositive(weight) ** fan_in
