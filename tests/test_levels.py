@@ -339,3 +339,10 @@ def test_summary_sets_final_risks_beside_cached_levels(
     monkeypatch.setattr(levels, "summary_levels", not_again)
     with open_for_reading(tmp_path) as store:
         assert summarize(store)[0]["levels"] == block
+
+
+def test_summaries_compute_levels_only_within_the_solvers_reach():
+    from relutrap.levels import within_reach
+
+    assert within_reach((1, 64, 1)) and not within_reach((1, 65, 1))
+    assert within_reach((2, 16, 1)) and not within_reach((2, 17, 1))

@@ -106,12 +106,14 @@ def _schedule(cell: Cell) -> dict:
 
 def has_levels(cell: Cell) -> bool:
     """Whether the summary compares the cell's runs with risk levels: a shallow
-    ReLU network on a box (not a data set, a ball or Gaussian inputs)."""
+    ReLU network on a box (not a data set, a ball or Gaussian inputs), of a width
+    whose levels are within reach (:func:`relutrap.levels.within_reach`)."""
     return (
         len(cell.architecture) == 3
         and cell.has_inactivity
         and cell.problem.data is None
         and cell.problem.shape == "box"
+        and risk_levels.within_reach(cell.architecture)
     )
 
 

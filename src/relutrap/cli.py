@@ -858,8 +858,8 @@ def bound(
         "network", "", "some neuron", "", _probability(result.some_neuron), ""
     )
     table.add_row("network", "", "collapse", "", "", _probability(result.collapse))
+    _print_whole(table)
     output = Console(width=max(Console().width, 120))
-    output.print(table)
     for line in initialization.describe(widths):
         output.print(line, highlight=False)
     if note is not None:
@@ -930,7 +930,7 @@ def list_optimizers(
             _defaults(row),
             *("yes" if row["premise_holds"][d] else "NO" for d in dtypes),
         )
-    Console(width=max(Console().width, 160)).print(table)
+    _print_whole(table)
 
 
 def main():
@@ -944,10 +944,6 @@ class LevelMethod(StrEnum):
     training = "training"
 
 
-# The widest first layer ``levels`` computes: the free-knot solver's time grows
-# about as l1^2 (4 minutes at width 64 on a shared 2-core machine), the training
-# solver's about as l1^3 (2 minutes at width 16 in dimension 2).
-LEVELS_LARGEST_WIDTH = {"free-knot": 64, "training": 16}
 # The largest |endpoint| of the box of ``levels``: the solvers and the verification
 # work in float64 with squares of the inputs and the targets, and with absolute
 # perturbation sizes.
@@ -1016,15 +1012,21 @@ def levels(
     """Print the risk levels R_0 >= ... >= R_l1 of a shallow architecture (the best
     risk with k live first-layer neurons) and verify the local minimizer of each."""
     from relutrap.experiment import LARGEST_WIDTH, SpecError, parse_spec
-    from relutrap.levels import local_minimizer, risk_levels, verify_minimizer
+    from relutrap.levels import LARGEST_WIDTH as SOLVABLE_WIDTH
+    from relutrap.levels import (
+        automatic_solver,
+        local_minimizer,
+        risk_levels,
+        verify_minimizer,
+    )
 
     widths = _widths(arch, shallow=True)
     solver = method.value
     if method is LevelMethod.auto:
-        solver = "free-knot" if widths[0] == 1 else "training"
+        solver = automatic_solver(widths[0])
     if solver in ("both", "free-knot") and widths[0] != 1:
         _fail(f"--method: the free-knot solver needs dimension 1, got {widths[0]}")
-    largest = LEVELS_LARGEST_WIDTH["training" if solver == "both" else solver]
+    largest = SOLVABLE_WIDTH["training" if solver == "both" else solver]
     if widths[1] > largest:
         _fail(
             f"--arch: the {'training' if solver == 'both' else solver} solver "
@@ -1154,7 +1156,11 @@ def _print_levels(record: dict) -> None:
             "Local minimizer: the best k-neuron network padded with inactive neurons; "
             "verified by its gradient norm, the smallest Hessian eigenvalue on the "
             "live coordinates and the largest risk decrease under random "
-            "perturbations (<= 0: none decreased it)."
+            "perturbations (<= 0: none decreased it).  'at a kink': a live "
+            "neuron's kink sits on an evaluation input, where the risk is not "
+            "smooth; there the gradient and Hessian are taken along the moves that "
+            "keep it there, and the one-sided derivatives that move it off "
+            "(column 'one-sided') must be >= 0."
         ),
     )
     columns = (
@@ -1168,6 +1174,7 @@ def _print_levels(record: dict) -> None:
         "hits",
         "|grad|",
         "min eig.",
+        "one-sided",
         "max decrease",
         "verified",
     )
@@ -1186,7 +1193,9 @@ def _print_levels(record: dict) -> None:
             f"{row['hits']}/{row['starts']}",
             f"{check['gradient_norm']:.1e}",
             f"{check['smallest_eigenvalue']:.1e}",
+            "" if check["one_sided"] is None else f"{check['one_sided']:.1e}",
             f"{check['largest_decrease']:.1e}",
-            "yes" if check["passed"] else "NO",
+            ("yes" if check["passed"] else "NO")
+            + (" (at a kink)" if check["criterion"] == "at a kink" else ""),
         )
-    Console(width=max(Console().width, 160)).print(table)
+    _print_whole(table)
