@@ -287,6 +287,29 @@ def test_bound_on_a_file_of_points(tmp_path):
     )
 
 
+def test_bound_standardizes_points_as_a_study_does(tmp_path):
+    from relutrap import datasets
+    from relutrap.init import Initialization
+
+    points = tmp_path / "houses.csv"
+    points.write_text("area,age,price\n1,10,3\n2,30,5\n4,20,4\n8,50,9\n")
+    source = datasets.DataSource(
+        path=str(points), inputs=("area", "age"), target="price", holdout=0.0
+    )
+    study = datasets.first_layer_inactivity(Initialization(), (2, 4, 1), source)
+
+    result = _bound(
+        "--arch", "2,4,1", "--points", points, "--target", "price",
+        "--standardize", "--format", "json",
+    )  # fmt: skip
+    raw = _bound("--arch", "2,4,1", "--points", points, "--target", "price")
+
+    assert result.exit_code == 0, result.output
+    p = json.loads(result.stdout)["layers"][0]["neuron"]
+    assert p["value"] == pytest.approx(study.value, abs=6 * p["standard_error"])
+    assert f"{p['value']:.4g}" not in raw.stdout
+
+
 def test_bound_reads_the_points_named_by_inputs_and_refuses_a_bad_file(tmp_path):
     points = tmp_path / "points.csv"
     points.write_text("x,y,z\n0.2,5,1\n0.9,6,2\n")

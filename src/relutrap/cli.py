@@ -562,9 +562,12 @@ def _numbers(option: str, text: str, kind=float) -> list:
         _fail(f"{option}: expected comma-separated numbers, got {text!r}")
 
 
-def _read_points(path: Path, inputs: str | None, target: str | None):
-    """The rows of a data file as a finite set of inputs, read as a data set is,
-    and the names of the columns taken."""
+def _read_points(
+    path: Path, inputs: str | None, target: str | None, standardize: bool = False
+):
+    """The rows of a data file as a finite set of inputs, read as a data set is
+    (and standardized as its training set is, if asked), and the names of the
+    columns taken."""
     from relutrap import datasets
     from relutrap.domains import FiniteSet
 
@@ -577,6 +580,9 @@ def _read_points(path: Path, inputs: str | None, target: str | None):
         points, columns = datasets.read_points(path, columns, target or "")
     except datasets.DataError as error:
         _fail(f"--points: {error}")
+    if standardize:
+        centre, scale = datasets.standardization(points)
+        points = (points - centre) / scale
     return FiniteSet.of(points), columns
 
 
@@ -730,6 +736,16 @@ def bound(
         str | None,
         typer.Option("--target", help="A column of --points to leave out."),
     ] = None,
+    standardize: Annotated[
+        bool,
+        typer.Option(
+            "--standardize",
+            help=(
+                "Centre and scale each column of --points by its mean and standard "
+                "deviation, as a study on the file's rows does."
+            ),
+        ),
+    ] = False,
     format: Annotated[
         BoundFormat, typer.Option("--format", help="Output format.")
     ] = BoundFormat.table,
@@ -748,9 +764,10 @@ def bound(
         "--radius": radius is not None,
         "--inputs": inputs_option is not None,
         "--target": target is not None,
+        "--standardize": standardize,
     }
     if points is not None:
-        allowed = ("--inputs", "--target")
+        allowed = ("--inputs", "--target", "--standardize")
         if shape is not Shape.box:
             _fail("--shape: give either --points or a --shape, not both")
         chosen = "--points"
@@ -763,7 +780,7 @@ def bound(
                 f"{option}: does not apply to {chosen}; it takes {', '.join(allowed)}"
             )
     if points is not None:
-        inputs, columns = _read_points(points, inputs_option, target)
+        inputs, columns = _read_points(points, inputs_option, target, standardize)
         if inputs.dimension != dimension:
             _fail(
                 f"--points: {points} has points of dimension {inputs.dimension} "

@@ -416,6 +416,13 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def standardization(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre and scale of each column of ``values`` (rows are examples): the
+    mean and the standard deviation, a scale of 0 taken as 1."""
+    centre, scale = values.mean(axis=0), values.std(axis=0)
+    return centre, np.where(scale > 0, scale, 1.0)
+
+
 @functools.lru_cache(maxsize=16)
 def _prepare(source: DataSource) -> Dataset:
     inputs, targets, columns, target = read(source)
@@ -430,11 +437,9 @@ def _prepare(source: DataSource) -> Dataset:
     train_x, train_y = inputs[train], targets[train]
     held_x, held_y = inputs[held], targets[held]
     if source.standardize:
-        centre, scale = train_x.mean(axis=0), train_x.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
+        centre, scale = standardization(train_x)
         train_x, held_x = (train_x - centre) / scale, (held_x - centre) / scale
-        target_centre, target_scale = train_y.mean(), train_y.std()
-        target_scale = target_scale if target_scale > 0 else 1.0
+        target_centre, target_scale = standardization(train_y)
         train_y = (train_y - target_centre) / target_scale
         held_y = (held_y - target_centre) / target_scale
     return Dataset(
