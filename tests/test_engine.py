@@ -231,7 +231,7 @@ def test_groups_and_padding_change_no_run(make_cell, monkeypatch):
 
 def test_groups_fit_the_cache_and_feed_every_processor(make_cell, monkeypatch):
     monkeypatch.setattr(engine, "_workers", lambda: 2)
-    narrow, wide = make_cell(hidden=(3, 2)), make_cell(hidden=(256, 256))
+    narrow, wide = make_cell(hidden=(2, 2)), make_cell(hidden=(256, 256))
     per_run = wide.batch_size * 256 * 4
 
     assert engine.group_size(narrow, 10_000) == engine.GROUP_RUNS

@@ -374,10 +374,11 @@ def _no_inactivity(census: inactivity.Census) -> inactivity.Census:
 GROUP_RUNS = 256
 """The most runs trained by one compiled program at a time (see :func:`group_size`)."""
 
-GROUP_BYTES = 2**18
-"""What one layer's activations on a mini-batch may take for a whole group: about a
-processor's second-level cache, so that a group's arrays stay there through the
-steps."""
+GROUP_BYTES = 2**17
+"""What one layer's activations on a mini-batch may take for a whole group: a
+quarter of a typical second-level cache, as several such arrays are live at once,
+so that a group's arrays stay there through the steps (the best of 2^16 to 2^20 at
+widths 16, 64 and 256 on a 2-core Zen 3)."""
 
 
 def group_size(cell: Cell, runs: int) -> int:
