@@ -378,7 +378,7 @@ GROUP_BYTES = 2**17
 """What one layer's activations on a mini-batch may take for a whole group: a
 quarter of a typical second-level cache, as several such arrays are live at once,
 so that a group's arrays stay there through the steps (the best of 2^16 to 2^20 at
-widths 16, 64 and 256 on a 2-core Zen 3)."""
+widths 16, 64 and 256 on a 2-core Xeon)."""
 
 
 def group_size(cell: Cell, runs: int) -> int:
