@@ -44,3 +44,12 @@ def start_relutrap(*arguments, cache: Path) -> subprocess.Popen:
         text=True,
         env=environment(cache),
     )
+
+
+def run_study(root: Path, toml: str) -> tuple[Path, subprocess.CompletedProcess]:
+    """Write ``toml`` as a spec in ``root`` and run it there through the command
+    line: (its output directory, the finished process)."""
+    spec = root / "spec.toml"
+    spec.write_text(toml)
+    out = root / "out"
+    return out, relutrap("run", spec, "--out", out, cache=root / "cache")

@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 import relutrap as relutrap_api
-from command import relutrap
+from command import relutrap, run_study
 from relutrap.cli import app
 
 TINY_TOML = """\
@@ -53,11 +53,7 @@ def words(text: str) -> str:
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """A tiny study run through the command line: (its directory, the run's result)."""
-    root = tmp_path_factory.mktemp("cli")
-    spec = root / "tiny.toml"
-    spec.write_text(TINY_TOML)
-    out = root / "out"
-    return out, relutrap("run", spec, "--out", out, cache=root / "cache")
+    return run_study(tmp_path_factory.mktemp("cli"), TINY_TOML)
 
 
 @pytest.mark.slow

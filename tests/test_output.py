@@ -3,7 +3,7 @@ plain progress lines, and a note on diverged runs."""
 
 import pytest
 
-from command import relutrap
+from command import relutrap, run_study
 
 SWEEP_TOML = """\
 name = "piped"
@@ -24,11 +24,7 @@ learning_rate = [1e6, 0.1]
 @pytest.fixture(scope="module")
 def piped(tmp_path_factory):
     """A tiny sweep with diverging runs, run with stdout and stderr piped."""
-    root = tmp_path_factory.mktemp("piped")
-    spec = root / "sweep.toml"
-    spec.write_text(SWEEP_TOML)
-    out = root / "out"
-    ran = relutrap("run", spec, "--out", out, cache=root / "cache")
+    out, ran = run_study(tmp_path_factory.mktemp("piped"), SWEEP_TOML)
     assert ran.returncode == 0, ran.stderr
     return out, ran
 

@@ -785,6 +785,7 @@ class Verification:
         return dataclasses.asdict(self)
 
 
+@threadpool_limits.wrap(limits=1)
 def verify_minimizer(
     problem: Problem,
     arch: Architecture,
@@ -830,33 +831,6 @@ def verify_minimizer(
     """
     _check_shallow(arch)
     inputs, targets = risk_data(problem, arch)
-    with threadpool_limits(1):
-        return _verify(
-            problem,
-            inputs,
-            targets,
-            params,
-            radius,
-            perturbations,
-            gradient_tolerance,
-            eigenvalue_tolerance,
-            decrease_tolerance,
-            seed,
-        )
-
-
-def _verify(
-    problem,
-    inputs,
-    targets,
-    params,
-    radius,
-    perturbations,
-    gradient_tolerance,
-    eigenvalue_tolerance,
-    decrease_tolerance,
-    seed,
-):
     scale = float(np.var(targets)) or 1.0
     flat = gradient_tolerance * math.sqrt(scale)
     d, k = np.shape(params[0][0])
