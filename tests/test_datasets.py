@@ -101,7 +101,7 @@ def test_bad_numpy_files_name_file_row_and_column(tmp_path):
 
     objects = tmp_path / "objects.npy"
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(DataError, match=r"objects\.npy: holds Python objects"):
+    with pytest.raises(DataError, match=r"objects\.npy: not a readable array"):
         datasets.load(source(objects))
 
     garbage = tmp_path / "garbage.npz"
@@ -114,6 +114,34 @@ def test_bad_numpy_files_name_file_row_and_column(tmp_path):
     np.savez(fine, a=np.arange(4.0), b=np.arange(4.0), y=np.arange(4.0))
     with pytest.raises(DataError, match=r"fine\.npz, column 'c': no such column"):
         datasets.load(source(fine, inputs=("a", "c"), target="y"))
+
+
+def test_malformed_numpy_files_are_refused_naming_them(tmp_path):
+    import zipfile
+
+    fine = tmp_path / "fine.npy"
+    np.save(fine, np.ones((8, 3)))
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes(fine.read_bytes()[:-30])
+    bad_zip = tmp_path / "bad.npz"
+    bad_zip.write_bytes(b"PK\x03\x04" + bytes(range(200)))
+    junk_member = tmp_path / "junk.npz"
+    with zipfile.ZipFile(junk_member, "w") as archive:
+        archive.writestr("a.npy", b"junk")
+        archive.writestr("y.npy", b"junk")
+    text_member = tmp_path / "text.npz"
+    with zipfile.ZipFile(text_member, "w") as archive:
+        archive.writestr("a.txt", b"1 2 3")
+
+    for path, words in [
+        (truncated, "not a readable array"),
+        (bad_zip, "not a readable array"),
+        (junk_member, "member 'a': not a NumPy array"),
+        (text_member, "member 'a.txt': not a NumPy array"),
+    ]:
+        with pytest.raises(DataError) as error:
+            datasets.load(source(path, inputs=("a",), target="y"))
+        assert str(error.value).startswith(str(path)) and words in str(error.value)
 
 
 def test_a_csv_without_header_line_is_refused(tmp_path):

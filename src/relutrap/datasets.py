@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -195,25 +196,27 @@ def _read_numpy(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
             f"{path}: not a NumPy file (it starts with neither the .npy nor the "
             ".npz signature)"
         )
+    unreadable = (
+        "not a readable array of numbers (malformed, truncated, or holding Python "
+        "objects, which are not read)"
+    )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except ValueError:
-        raise DataError(
-            f"{path}: holds Python objects, not numbers; only arrays of numbers "
-            "are read"
-        ) from None
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable NumPy file: {error}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        raise DataError(f"{path}: {unreadable}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
             columns = {}
             for name in loaded.files:
                 try:
                     columns[name] = loaded[name]
-                except ValueError:
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+                    raise DataError(f"{path}, column {name!r}: {unreadable}") from None
+                if not isinstance(columns[name], np.ndarray):
                     raise DataError(
-                        f"{path}, column {name!r}: holds Python objects, not numbers"
-                    ) from None
+                        f"{path}, member {name!r}: not a NumPy array (an .npz data "
+                        "set holds one .npy array per column)"
+                    )
         for name, values in columns.items():
             if values.ndim != 1:
                 raise DataError(
