@@ -149,6 +149,16 @@ def test_without_extend_more_runs_are_refused_with_a_hint(stored, tiny_spec, tmp
         backends.run_experiment(parse_spec(tiny_spec), out)
 
 
+def test_without_extend_a_new_factor_value_is_named(stored, tiny_spec, tmp_path):
+    out = copy_of(stored, tmp_path)
+    tiny_spec["parts"][0]["init"] = {"scheme": ["normal", "he_normal"]}
+
+    with pytest.raises(StoreError) as refused:
+        backends.run_experiment(parse_spec(tiny_spec), out)
+
+    assert "adds 1 new cell (init.scheme 'he_normal')" in str(refused.value)
+
+
 def test_a_new_name_alone_is_refused_as_a_change_no_run_depends_on(
     stored, tiny_spec, tmp_path
 ):

@@ -41,6 +41,7 @@ from relutrap.cells import Cell, distinct_labels
 from relutrap.experiment import (
     ExperimentSpec,
     SpecError,
+    additions,
     cells,
     check_extension,
     chunks,
@@ -259,7 +260,8 @@ def _check_same_spec(store, stored_spec: dict, spec: ExperimentSpec) -> None:
     change = (
         "no stored run depends on these"
         if set(differing) <= {"name", "description", "chunk_size", "memory_budget_mb"}
-        else "the new spec only adds runs or cells"
+        else "the new spec adds "
+        + additions(parse_spec(stored_spec, "stored spec"), spec)
     )
     raise StoreError(
         f"{store.directory} holds the results of a different spec (it differs in: "

@@ -722,6 +722,38 @@ def _missing_cell(cell: Cell, label: str, others: list[Cell], stored: list[Cell]
     return f"the stored cell '{label}' is missing from the new spec: {why}"
 
 
+def additions(stored: ExperimentSpec, spec: ExperimentSpec) -> str:
+    """What ``spec``, which extends ``stored``, adds to it, in words: the new cells
+    with the values only they have, and the cells that get more runs."""
+    before = dict((cell.identity, runs) for cell, runs in cells(stored))
+    old_records = [flat_record(cell) for cell, _ in cells(stored)]
+    new_cells, more_runs = [], 0
+    for cell, runs in cells(spec):
+        if cell.identity not in before:
+            new_cells.append(cell)
+        elif runs > before[cell.identity]:
+            more_runs += 1
+    values: dict[str, dict[str, object]] = {}
+    for cell in new_cells:
+        for key, value in flat_record(cell).items():
+            if all(old.get(key) != value for old in old_records):
+                values.setdefault(key, {})[json.dumps(value)] = value
+    said = []
+    if new_cells:
+        shown = "; ".join(
+            f"{key} {', '.join(repr(value) for value in seen.values())}"
+            for key, seen in values.items()
+        )
+        count = len(new_cells)
+        said.append(
+            f"{count} new cell{'' if count == 1 else 's'}"
+            + (f" ({shown})" if shown else "")
+        )
+    if more_runs:
+        said.append(f"more runs in {more_runs} stored cells")
+    return " and ".join(said) or "no run or cell"
+
+
 def check_extension(stored: ExperimentSpec, spec: ExperimentSpec) -> None:
     """Check that ``spec`` extends ``stored``: more runs per cell or more cells.
 
