@@ -69,10 +69,14 @@ def first_layer(scheme: str, p: float, count: int) -> dict:
 
 
 def test_the_reading_quotes_the_theory_of_each_initialization_of_a_part():
-    cells = [first_layer("normal", 0.375, 6), first_layer("he", 0.5, 8)]
+    cells = [
+        first_layer("normal", 0.375, 6),
+        first_layer("he", 0.5, 8),
+        first_layer("glorot", 0.5, 8),
+    ]
     group = Group("sweep", "sweep", "width", tuple(cells))
 
     clause = _theory_clause(cells, group)
 
-    assert "is 38% (p = 0.375, normal init), measured in 38% [10%, 70%]" in clause
-    assert "and 50% (p = 0.5, he init), measured in 50% [10%, 70%]" in clause
+    assert "is 38% (p = 0.375, normal init; measured: 38% [10%, 70%]" in clause
+    assert "and 50% (p = 0.5, he, glorot init; measured: 50% of the runs" in clause

@@ -61,15 +61,15 @@ def _theory_clause(cells: list[dict], group: Group) -> str:
     several = len(by_p) > 1
     figures = []
     for p, members in by_p.items():
+        schemes = ", ".join(dict.fromkeys(member["init"] for member in members))
         figure = (
             f"{percent(members[0]['theory_some_first_layer_inactive'])} (p = {p:.4g}"
-            + (f", {members[0]['init']} init" if several else "")
-            + ")"
+            + (f", {schemes} init" if several else "")
         )
         measured = _extremes(members, "some_first_layer_inactive", group)
         if measured is not None:
-            figure += f", measured in {measured}"
-        figures.append(figure)
+            figure += f"; measured: {measured}"
+        figures.append(figure + ")")
     return (
         "; the theory's probability of a certified inactive first-layer neuron, "
         "1-(1-p)^l1, is " + " and ".join(figures)
