@@ -355,7 +355,8 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_result(
     assert sweep.returncode == -signal.SIGKILL
     assert 0 < stored_then < 24 and len(interrupted) < 24
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{len(interrupted)}/24 runs  ({len(interrupted)} already stored)" in (
+    stored = len(interrupted)
+    assert f"{stored}/24 runs  ({stored} of this cell already stored)" in (
         resumed.stderr
     )
     assert re.search(r"24/24 runs  [\d.,]+/s  0:00:00 left", resumed.stderr)

@@ -435,6 +435,10 @@ def test_final_risk_levels_are_drawn_only_when_the_summary_has_them():
     # R_2 = 0 has no place on a log axis; R_0 and R_1 are drawn
     assert _vertical_lines(drawn) == pytest.approx([tolerance, 0.01, 0.04])
     assert "1 diverged" in plain.axes[0].get_title()
+    # A 1-2-1 network has at most 2 inactive neurons: the legend stops there.
+    legend = [text.get_text() for text in plain.legends[0].get_texts()]
+    counts = [label for label in legend if label.endswith("certified inactive")]
+    assert counts == [f"{k} certified inactive" for k in range(3)]
 
 
 def test_pdf_on_request(tmp_path):

@@ -182,7 +182,8 @@ def run(
             progress.update(task, description=label)
             if not console.is_terminal:
                 console.print(
-                    f"{done:.0f}/{total} runs  ({count} already stored)  {label}",
+                    f"{done:.0f}/{total} runs  ({count} of this cell already "
+                    f"stored)  {label}",
                     highlight=False,
                 )
             return
@@ -559,7 +560,8 @@ def _numbers(option: str, text: str, kind=float) -> list:
     try:
         return [kind(item) for item in text.split(",")]
     except ValueError:
-        _fail(f"{option}: expected comma-separated numbers, got {text!r}")
+        what = "whole numbers" if kind is int else "numbers"
+        _fail(f"{option}: expected comma-separated {what}, got {text!r}")
 
 
 def _read_points(
@@ -778,6 +780,12 @@ def bound(
         if present and option not in allowed:
             _fail(
                 f"{option}: does not apply to {chosen}; it takes {', '.join(allowed)}"
+                + (
+                    "; --inputs, --target and --standardize go with --points"
+                    if points is None
+                    and option in ("--inputs", "--target", "--standardize")
+                    else ""
+                )
             )
     if points is not None:
         inputs, columns = _read_points(points, inputs_option, target, standardize)
@@ -803,7 +811,10 @@ def bound(
         if len(coordinates) == 1:
             coordinates = coordinates * dimension
         if len(coordinates) != dimension:
-            _fail(f"--center: give 1 or {dimension} coordinates, got {center}")
+            counts = (
+                "1 coordinate" if dimension == 1 else f"1 or {dimension} coordinates"
+            )
+            _fail(f"--center: give {counts}, got {center}")
         if not (radius > 0 and math.isfinite(radius)):
             _fail(f"--radius: must be a positive number, got {radius}")
         law = Ball if shape is Shape.ball else Gaussian

@@ -926,9 +926,12 @@ def final_risk_figure(group: Group, runs: dict[str, list[dict]]) -> Figure:
             panel.yaxis.set_major_locator(MaxNLocator(integer=True))
             panel.set_xlabel("final risk (log scale)")
             panel.set_ylabel("runs")
-        names = [str(k) for k in range(CENSUS_CLASSES - 1)]
-        names.append(f"≥ {CENSUS_CLASSES - 1}")
-        handles = [Patch(color=colour) for colour in colours]
+        # Only the classes a run of the group can be in: at most all its neurons.
+        neurons = max(sum(record["architecture"][1:-1]) for record in group.records)
+        names = [str(k) for k in range(min(neurons, CENSUS_CLASSES - 1) + 1)]
+        if neurons > CENSUS_CLASSES - 1:
+            names[-1] = f"≥ {CENSUS_CLASSES - 1}"
+        handles = [Patch(color=colour) for colour in colours[: len(names)]]
         labels = [f"{name} certified inactive" for name in names]
         if any(_tolerance_limit(record) is not None for record in group.records):
             handles.append(Line2D([], [], color="black", linestyle=":"))
