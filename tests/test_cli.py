@@ -111,7 +111,7 @@ def test_summary_as_csv_has_a_header_and_a_row_per_cell(study, tmp_path):
 @pytest.mark.slow
 def test_rerun_with_other_runs_is_refused_naming_the_difference(study, tmp_path):
     out, _ = study
-    spec = out.parent / "tiny.toml"
+    spec = out.parent / "spec.toml"
     before = (out / "results.sqlite").read_bytes()
 
     result = relutrap("run", spec, "--out", out, "--runs", 5, cache=tmp_path)
