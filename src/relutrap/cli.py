@@ -432,7 +432,7 @@ def summary(
     ] = Format.table,
 ):
     """Print the per-cell analysis of a study (JSON is the stable, scriptable form)."""
-    from relutrap.analysis import completeness, flatten, rates
+    from relutrap.analysis import completeness, rates
     from relutrap.api import summary as read_summary
     from relutrap.experiment import SpecError
     from relutrap.store import StoreError, being_written, open_for_reading
@@ -483,11 +483,7 @@ def summary(
             {"cells": records, "rates": rates(records), "incomplete": incomplete}
         )
     elif format is Format.csv:
-        rows = [flatten(record) for record in records]
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        _write_csv(records)
     else:
         fits = rates(records)
         _print_whole(
@@ -665,6 +661,18 @@ def _finite(value):
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
+
+
+def _write_csv(records: list[dict]) -> None:
+    """Write records to standard output as CSV, one row each, nested fields spread
+    into columns by :func:`relutrap.analysis.flatten`."""
+    from relutrap.analysis import flatten
+
+    rows = [flatten(record) for record in records]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _print_json(value) -> None:
@@ -1148,24 +1156,10 @@ def levels(
     if format is Format.json:
         _print_json(record)
     elif format is Format.csv:
-        _write_levels_csv(record)
+        # One row per level, its verification's fields as verification.NAME.
+        _write_csv(record["levels"])
     else:
         _print_levels(record)
-
-
-def _write_levels_csv(record: dict) -> None:
-    """One row per level: its fields, then its verification's as
-    ``verification.NAME``."""
-    rows = []
-    for row in record["levels"]:
-        check = row["verification"]
-        rows.append(
-            {key: item for key, item in row.items() if key != "verification"}
-            | {f"verification.{key}": item for key, item in check.items()}
-        )
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 def _number(value) -> str:
