@@ -248,8 +248,9 @@ def _check_same_spec(store, stored_spec: dict, spec: ExperimentSpec) -> None:
         else f"{key} ({stored_spec.get(key)!r} -> {given.get(key)!r})"
         for key in differing
     )
+    stored = parse_spec(stored_spec, "stored spec")
     try:
-        check_extension(parse_spec(stored_spec, "stored spec"), spec)
+        check_extension(stored, spec)
     except SpecError as error:
         detail = str(error).removesuffix("; extending may only add runs or cells")
         raise StoreError(
@@ -260,8 +261,7 @@ def _check_same_spec(store, stored_spec: dict, spec: ExperimentSpec) -> None:
     change = (
         "no stored run depends on these"
         if set(differing) <= {"name", "description", "chunk_size", "memory_budget_mb"}
-        else "the new spec adds "
-        + additions(parse_spec(stored_spec, "stored spec"), spec)
+        else f"the new spec adds {additions(stored, spec)}"
     )
     raise StoreError(
         f"{store.directory} holds the results of a different spec (it differs in: "

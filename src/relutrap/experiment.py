@@ -694,24 +694,29 @@ def _changed_fields(old: Cell, new: Cell) -> list[str]:
     ]
 
 
+def _values_only_in(records: list[dict], others: list[dict]) -> dict[str, list]:
+    """Per field of the flat ``records``, the values some of them have and none of
+    ``others`` has, each once, in the order first met."""
+    found: dict[str, dict[str, object]] = {}
+    for record in records:
+        for key, value in record.items():
+            if all(other.get(key) != value for other in others):
+                found.setdefault(key, {})[json.dumps(value)] = value
+    return {key: list(seen.values()) for key, seen in found.items()}
+
+
 def _missing_cell(cell: Cell, label: str, others: list[Cell], stored: list[Cell]):
     """Why the stored ``cell`` is not among ``others``, the new cells of its part
     (``stored``: the stored cells of the part): its values that no new cell keeps,
     each with the values only new cells have, or else how the closest one differs."""
-    record = flat_record(cell)
     new_records = [flat_record(other) for other in others]
-    old_records = [flat_record(other) for other in stored]
-    changes = []
-    for key, value in record.items():
-        if any(other.get(key) == value for other in new_records):
-            continue
-        added = {
-            json.dumps(other.get(key)): other.get(key)
-            for other in new_records
-            if all(old.get(key) != other.get(key) for old in old_records)
-        }
-        now = ", ".join(repr(value) for value in added.values()) or "nothing"
-        changes.append(f"{key} ({value!r} -> {now})")
+    gone = _values_only_in([flat_record(cell)], new_records)
+    added = _values_only_in(new_records, [flat_record(other) for other in stored])
+    changes = [
+        f"{key} ({value!r} -> "
+        f"{', '.join(repr(now) for now in added.get(key, [])) or 'nothing'})"
+        for key, (value,) in gone.items()
+    ]
     if changes:
         why = f"no new cell of its part keeps its {', '.join(changes)}"
     else:
@@ -725,23 +730,22 @@ def _missing_cell(cell: Cell, label: str, others: list[Cell], stored: list[Cell]
 def additions(stored: ExperimentSpec, spec: ExperimentSpec) -> str:
     """What ``spec``, which extends ``stored``, adds to it, in words: the new cells
     with the values only they have, and the cells that get more runs."""
-    before = dict((cell.identity, runs) for cell, runs in cells(stored))
-    old_records = [flat_record(cell) for cell, _ in cells(stored)]
+    stored_cells = cells(stored)
+    before = {cell.identity: runs for cell, runs in stored_cells}
     new_cells, more_runs = [], 0
     for cell, runs in cells(spec):
         if cell.identity not in before:
             new_cells.append(cell)
         elif runs > before[cell.identity]:
             more_runs += 1
-    values: dict[str, dict[str, object]] = {}
-    for cell in new_cells:
-        for key, value in flat_record(cell).items():
-            if all(old.get(key) != value for old in old_records):
-                values.setdefault(key, {})[json.dumps(value)] = value
+    values = _values_only_in(
+        [flat_record(cell) for cell in new_cells],
+        [flat_record(cell) for cell, _ in stored_cells],
+    )
     said = []
     if new_cells:
         shown = "; ".join(
-            f"{key} {', '.join(repr(value) for value in seen.values())}"
+            f"{key} {', '.join(repr(value) for value in seen)}"
             for key, seen in values.items()
         )
         count = len(new_cells)
