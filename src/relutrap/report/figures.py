@@ -47,7 +47,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from relutrap.analysis import HELD_FIXED
+from relutrap.analysis import held_fixed
 from relutrap.report.study import Study
 
 FORMATS = ("png", "svg", "pdf")
@@ -456,10 +456,7 @@ def _fits_of(fits, group: Group, cells: list[dict], event: str):
             and fit.get("convention") == first.get("convention")
             and fit.get("learning_rate") == first["learning_rate"]
             and (fit.get("fixed") or {}).get(other) == first[other]
-            and (
-                held is None
-                or all(held.get(name) == first.get(name) for name in HELD_FIXED)
-            )
+            and (held is None or held == held_fixed(first))
         ):
             yield fit
 
