@@ -163,9 +163,10 @@ def _check_shallow(arch: Architecture) -> None:
 
 
 def _design(x: np.ndarray, knots: np.ndarray, facings: np.ndarray) -> np.ndarray:
-    """Columns ``1, relu(s_j (x - t_j))``: shape ``(n, k + 1)``."""
-    ramps = np.maximum(facings * (x[:, None] - knots), 0.0)
-    return np.column_stack([np.ones_like(x), ramps])
+    """Columns ``1, relu(s_j (x - t_j))``: shape ``(n, k + 1)``, or ``(m, n, k + 1)``
+    for ``m`` rows of knots and facings of shape ``(m, k)``."""
+    ramps = np.maximum(facings[..., None, :] * (x[:, None] - knots[..., None, :]), 0.0)
+    return np.concatenate([np.ones((*ramps.shape[:-1], 1)), ramps], axis=-1)
 
 
 def _least_squares(x, y, knots, facings):
@@ -265,8 +266,7 @@ def _fit_risks(x, y, knots, facings):
     """The risk of the least-squares fit for each row of ``knots`` and ``facings``
     (shape ``(m, k)``), by the normal equations, slightly regularized: accurate
     enough to rank starts, not to report a level."""
-    ramps = np.maximum(facings[:, None, :] * (x[None, :, None] - knots[:, None, :]), 0)
-    design = np.concatenate([np.ones((*ramps.shape[:2], 1)), ramps], axis=2)
+    design = _design(x, knots, facings)
     transposed = np.swapaxes(design, 1, 2)
     gram = transposed @ design
     ridge = 1e-12 * np.trace(gram, axis1=1, axis2=2)[:, None, None]
